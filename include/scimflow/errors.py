@@ -9,7 +9,7 @@ own family so that callers classify an error once, by what should happen next:
 
 from __future__ import annotations
 
-__all__ = ["ScimflowError", "ServiceError"]
+__all__ = ["PreflightError", "ScimflowError", "ServiceError"]
 
 
 class ScimflowError(Exception):
@@ -22,4 +22,13 @@ class ServiceError(ScimflowError):
     def __init__(self, service: str, reason: str) -> None:
         super().__init__(f"{service}: {reason}")
         self.service = service
+        self.reason = reason
+
+
+class PreflightError(ScimflowError):
+    """A dependency of the pipeline does not answer as it must."""
+
+    def __init__(self, component: str, reason: str) -> None:
+        super().__init__(f"{component}: {reason}")
+        self.component = component
         self.reason = reason

@@ -94,12 +94,12 @@ class Service(abc.ABC):
             alive=self.process.is_running,
         )
         if not healthy:
-            reason = "exited during start" if not self.process.is_running() else "not healthy"
-            detail = self.check()[1] if self.process.is_running() else ""
+            if self.process.is_running():
+                reason = f"not healthy {self.start_timeout:.0f} s after start: {self.check()[1]}"
+            else:
+                reason = "exited while starting"
             raise ServiceError(
-                self.name,
-                f"{reason} after start ({detail or 'see log'}); log {self.process.log_file}:\n"
-                + self.process.log_tail(),
+                self.name, f"{reason}; log {self.process.log_file}:\n{self.process.log_tail()}"
             )
         self.after_start()
         return started

@@ -45,6 +45,11 @@ def wait_until(
         time.sleep(interval)
 
 
+# Children started by this interpreter. Holding their Popen objects keeps them from being
+# reported as "still running" when collected, and lets ``pid()`` reap one that exited.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _cmdline(pid: int) -> str:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -72,13 +77,14 @@ class ManagedProcess:
             pid = int(self.pid_file.read_text(encoding="utf-8").strip())
         except (OSError, ValueError):
             return None
-        if self.marker not in _cmdline(pid):
+        child = _CHILDREN.get(pid)
+        if child is not None:
+            # our own child: trust Popen (its command line may not be exec'd yet)
+            if child.poll() is None:
+                return pid
+            del _CHILDREN[pid]
             return None
-        try:
-            waited, _status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            waited = 0  # not our child: it is alive as far as /proc says
-        return None if waited == pid else pid
+        return pid if self.marker in _cmdline(pid) else None
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -115,6 +121,7 @@ class ManagedProcess:
                 )
             except OSError as exc:
                 raise ServiceError(self.name, f"cannot start {argv[0]}: {exc}") from exc
+        _CHILDREN[proc.pid] = proc
         self.pid_file.write_text(f"{proc.pid}\n", encoding="utf-8")
         return proc.pid
 

@@ -1,0 +1,90 @@
+"""Test session set-up shared by every tier.
+
+The session gets its own services home, its own free ports and its own Airflow home,
+so the tests never touch a running demo. Services start on first use (the ``stack``
+fixtures) through the same code as ``scimflow services up`` and stop when the session
+ends. The Airflow environment is set here, before anything imports Airflow.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="scimflow-tests-"))
+# PostgreSQL runs as the 'postgres' user when the tests run as root: let it reach its data.
+SESSION_DIR.chmod(0o755)
+atexit.register(shutil.rmtree, SESSION_DIR, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _airflow_environment() -> None:
+    from cryptography.fernet import Fernet
+
+    from scimflow.services.airflow import airflow_env
+
+    env = airflow_env(
+        SESSION_DIR / "airflow", ROOT / "dags", fernet_key=Fernet.generate_key().decode()
+    )
+    env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+    env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+    os.environ.update(env)
+
+
+_airflow_environment()
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator["Stack"]:  # noqa: F821 - imported lazily
+    """The session's services (not started: ask for ``kafka``, ``postgres`` or ``scim_targets``)."""
+    from scimflow.services import ServicesSettings, Stack
+
+    settings = ServicesSettings(
+        home=SESSION_DIR / "services",
+        cache=Path(os.environ.get("SCIMFLOW_CACHE") or Path.home() / ".cache" / "scimflow"),
+        dags_folder=ROOT / "dags",
+        kafka_port=_free_port(),
+        kafka_controller_port=_free_port(),
+        postgres_port=_free_port(),
+        scim_ports={"scim-a": _free_port(), "scim-b": _free_port()},
+        airflow_port=_free_port(),
+    )
+    stack = Stack(settings)
+    try:
+        yield stack
+    finally:
+        for service in reversed(list(stack.services.values())):
+            service.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(stack):  # type: ignore[no-untyped-def]
+    stack.kafka.start()
+    return stack.kafka
+
+
+@pytest.fixture(scope="session")
+def postgres(stack):  # type: ignore[no-untyped-def]
+    stack.postgres.start()
+    return stack.postgres
+
+
+@pytest.fixture(scope="session")
+def scim_targets(stack):  # type: ignore[no-untyped-def]
+    servers = [stack.scim(name) for name in stack.settings.scim_ports]
+    for server in servers:
+        server.start()
+    return servers
