@@ -33,7 +33,6 @@ def _free_port() -> int:
 
 def _airflow_environment() -> None:
     from cryptography.fernet import Fernet
-
     from scimflow.services.airflow import airflow_env
 
     env = airflow_env(
@@ -48,7 +47,7 @@ _airflow_environment()
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator["Stack"]:  # noqa: F821 - imported lazily
+def stack() -> Iterator[Stack]:  # noqa: F821 - imported lazily
     """The session's services (not started: ask for ``kafka``, ``postgres`` or ``scim_targets``)."""
     from scimflow.services import ServicesSettings, Stack
 

@@ -10,17 +10,21 @@ from rich.console import Console
 from rich.table import Table
 
 from scimflow.errors import ServiceError
-from scimflow.services import Stack, ServicesSettings
+from scimflow.services import ServicesSettings, Stack
 
 app = typer.Typer(help="Keep SCIM 2.0 applications equal to Okta.", no_args_is_help=True)
-services_app = typer.Typer(help="Local services: Kafka, PostgreSQL, SCIM targets, Airflow.", no_args_is_help=True)
+services_app = typer.Typer(
+    help="Local services: Kafka, PostgreSQL, SCIM targets, Airflow.", no_args_is_help=True
+)
 app.add_typer(services_app, name="services")
 
 console = Console()
 
 Names = Annotated[
     list[str] | None,
-    typer.Argument(help="Services to act on (kafka, postgres, scim-a, scim-b, airflow); default: all but airflow."),
+    typer.Argument(
+        help="Services (kafka, postgres, scim-a, scim-b, airflow); default: all but airflow."
+    ),
 ]
 WithAirflow = Annotated[bool, typer.Option("--airflow", help="Include Airflow standalone.")]
 
@@ -46,7 +50,11 @@ def _print_status(stack: Stack, names: list[str] | None, with_airflow: bool) -> 
         all_healthy &= st.healthy
         colour = {"healthy": "green", "unhealthy": "yellow", "stopped": "red"}[st.state]
         table.add_row(
-            st.name, f"[{colour}]{st.state}[/]", str(st.pid or "-"), st.address, st.detail,
+            st.name,
+            f"[{colour}]{st.state}[/]",
+            str(st.pid or "-"),
+            st.address,
+            st.detail,
             st.log_file,
         )
     console.print(table)
@@ -66,12 +74,17 @@ def services_up(names: Names = None, with_airflow: WithAirflow = False) -> None:
                 console.print(f"[red]{exc}[/]")
                 raise typer.Exit(1) from exc
         verb = "started" if started else "already running"
-        console.print(f"{service.name}: {verb}, healthy in {time.monotonic() - t0:.1f} s ({service.address})")
+        console.print(
+            f"{service.name}: {verb}, healthy in {time.monotonic() - t0:.1f} s ({service.address})"
+        )
     _print_status(stack, names, with_airflow)
 
 
 @services_app.command("down")
-def services_down(names: Names = None, with_airflow: Annotated[bool, typer.Option("--airflow/--no-airflow")] = True) -> None:
+def services_down(
+    names: Names = None,
+    with_airflow: Annotated[bool, typer.Option("--airflow/--no-airflow")] = True,
+) -> None:
     """Stop the services (Airflow too, unless --no-airflow), in reverse order."""
     stack = _stack()
     for service in reversed(_select(stack, names, with_airflow)):
@@ -80,7 +93,10 @@ def services_down(names: Names = None, with_airflow: Annotated[bool, typer.Optio
 
 
 @services_app.command("status")
-def services_status(names: Names = None, with_airflow: Annotated[bool, typer.Option("--airflow/--no-airflow")] = True) -> None:
+def services_status(
+    names: Names = None,
+    with_airflow: Annotated[bool, typer.Option("--airflow/--no-airflow")] = True,
+) -> None:
     """Show each service's state, PID, address and log; exit 1 if one is not healthy."""
     if not _print_status(_stack(), names, with_airflow):
         raise typer.Exit(1)

@@ -52,7 +52,10 @@ def check_state_store(url: str) -> dict[str, Any]:
             version = engine.dialect.server_version_info
     except sa.exc.SQLAlchemyError as exc:
         # str(exc) of a connection error can repeat the URL: report its class only
-        raise PreflightError("state store", f"cannot query {engine.url!r}: {type(exc.orig or exc).__name__}") from None
+        raise PreflightError(
+            "state store",
+            f"cannot query {engine.url!r}: {type(getattr(exc, 'orig', None) or exc).__name__}",
+        ) from None
     finally:
         engine.dispose()
     return {
@@ -63,7 +66,9 @@ def check_state_store(url: str) -> dict[str, Any]:
     }
 
 
-def check_scim_target(name: str, base_url: str, token: str, *, timeout: float = 10.0) -> dict[str, Any]:
+def check_scim_target(
+    name: str, base_url: str, token: str, *, timeout: float = 10.0
+) -> dict[str, Any]:
     """The target serves its ServiceProviderConfig and accepts the token on /Users."""
     import httpx
 

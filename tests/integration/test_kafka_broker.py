@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-
 from scimflow.services import EVENTS_DLQ_TOPIC, EVENTS_TOPIC, ensure_topics
 
 pytestmark = pytest.mark.integration

@@ -21,10 +21,13 @@ def test_round_trip_through_the_scimflow_database(postgres) -> None:
     try:
         meta.create_all(engine)
         with engine.begin() as conn:
-            conn.execute(links.insert(), [
-                {"okta_id": "00u1", "scim_id": "a1", "pushed_hash": b"\x01" * 32},
-                {"okta_id": "00u2", "scim_id": "a2", "pushed_hash": None},
-            ])
+            conn.execute(
+                links.insert(),
+                [
+                    {"okta_id": "00u1", "scim_id": "a1", "pushed_hash": b"\x01" * 32},
+                    {"okta_id": "00u2", "scim_id": "a2", "pushed_hash": None},
+                ],
+            )
         with engine.connect() as conn:
             rows = conn.execute(sa.select(links).order_by(links.c.okta_id)).all()
             db = conn.execute(sa.text("SELECT current_database()")).scalar_one()

@@ -12,7 +12,9 @@ pytestmark = pytest.mark.integration
 
 
 def _client(server) -> SyncSCIMClient:  # type: ignore[no-untyped-def]
-    http = httpx2.Client(base_url=server.address, headers={"Authorization": f"Bearer {server.token()}"})
+    http = httpx2.Client(
+        base_url=server.address, headers={"Authorization": f"Bearer {server.token()}"}
+    )
     client = SyncSCIMClient(http)
     client.discover()
     return client
@@ -36,12 +38,16 @@ def test_create_and_read_back_a_user(scim_targets) -> None:
     assert back.name.family_name == "Hopper"
     assert back.active is True
 
-    found = client.query(User, query_parameters=SearchRequest(filter='userName eq "grace.hopper@example.com"'))
+    found = client.query(
+        User, query_parameters=SearchRequest(filter='userName eq "grace.hopper@example.com"')
+    )
     assert [r.id for r in found.resources] == [created.id]
 
     # targets are independent stores: the other one has never seen this user
     other = _client(scim_targets[1])
-    none = other.query(User, query_parameters=SearchRequest(filter='userName eq "grace.hopper@example.com"'))
+    none = other.query(
+        User, query_parameters=SearchRequest(filter='userName eq "grace.hopper@example.com"')
+    )
     assert none.total_results == 0
 
 

@@ -50,7 +50,9 @@ def state_store_url(conn_id: str) -> str:
             port=conn.port,
             database=conn.schema,
         ).render_as_string(hide_password=False)
-    raise PreflightError(conn_id, f"state store connection type {conn.conn_type!r} is not postgres or sqlite")
+    raise PreflightError(
+        conn_id, f"state store connection type {conn.conn_type!r} is not postgres or sqlite"
+    )
 
 
 @dataclass(frozen=True)

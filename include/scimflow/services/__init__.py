@@ -45,7 +45,9 @@ class Stack:
         if names:
             unknown = [n for n in names if n not in self.services]
             if unknown:
-                raise KeyError(f"unknown service {', '.join(unknown)}; known: {', '.join(self.services)}")
+                raise KeyError(
+                    f"unknown service {', '.join(unknown)}; known: {', '.join(self.services)}"
+                )
             return [self.services[n] for n in names]
         chosen = [s for s in self.services.values() if s.name != "airflow"]
         if with_airflow:

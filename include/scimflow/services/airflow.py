@@ -23,7 +23,9 @@ __all__ = ["AirflowStandalone", "airflow_env"]
 ADMIN_USER = "admin"
 
 
-def airflow_env(airflow_home: Path, dags_folder: Path, *, fernet_key: str, parallelism: int = 4) -> dict[str, str]:
+def airflow_env(
+    airflow_home: Path, dags_folder: Path, *, fernet_key: str, parallelism: int = 4
+) -> dict[str, str]:
     """The environment an Airflow process of scimflow runs with."""
     return {
         "AIRFLOW_HOME": str(airflow_home),
@@ -70,13 +72,17 @@ class AirflowStandalone(Service):
         return path.read_text(encoding="utf-8").strip()
 
     def environment(self) -> dict[str, str]:
-        env = airflow_env(self.airflow_home, self.settings.dags_folder, fernet_key=self._fernet_key())
+        env = airflow_env(
+            self.airflow_home, self.settings.dags_folder, fernet_key=self._fernet_key()
+        )
         env.update(
             {
                 "AIRFLOW__API__PORT": str(self.settings.airflow_port),
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.airflow_home / "passwords.json"),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
+                    self.airflow_home / "passwords.json"
+                ),
             }
         )
         return env
@@ -106,7 +112,11 @@ class AirflowStandalone(Service):
             return False, f"health answered {resp.status_code}"
         body = resp.json()
         parts = {k: v.get("status") for k, v in body.items() if isinstance(v, dict)}
-        bad = [k for k in ("metadatabase", "scheduler", "triggerer", "dag_processor") if parts.get(k) != "healthy"]
+        bad = [
+            k
+            for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            if parts.get(k) != "healthy"
+        ]
         if bad:
             return False, "not yet healthy: " + ", ".join(bad)
         return True, "all components healthy"

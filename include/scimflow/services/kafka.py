@@ -47,16 +47,24 @@ def resolve_kafka_jars(cache: Path) -> Path:
         return lib
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise ServiceError("kafka", "Maven (mvn) is needed to fetch the broker jars: apt-get install maven")
+        raise ServiceError(
+            "kafka", "Maven (mvn) is needed to fetch the broker jars: apt-get install maven"
+        )
     if shutil.which("java") is None:
-        raise ServiceError("kafka", "Java 17+ is needed to run the broker: apt-get install openjdk-17-jre-headless")
+        raise ServiceError(
+            "kafka", "Java 17+ is needed to run the broker: apt-get install openjdk-17-jre-headless"
+        )
     lib.parent.mkdir(parents=True, exist_ok=True)
     pom_file = lib.parent / "pom.xml"
     pom_file.write_bytes(pom)
     shutil.rmtree(lib, ignore_errors=True)
     result = subprocess.run(
         [
-            mvn, "-B", "-q", "-f", str(pom_file),
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(pom_file),
             f"-Dmaven.repo.local={cache / 'm2'}",
             "dependency:copy-dependencies",
             f"-DoutputDirectory={lib}",
@@ -121,10 +129,15 @@ class KafkaBroker(Service):
 
     def _java(self, lib: Path, main: str, *args: str, heap: str = "256m") -> list[str]:
         return [
-            "java", f"-Xms{heap}", f"-Xmx{heap}",
+            "java",
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.yaml'}",
             f"-Dkafka.logs.dir={self.settings.logs}",
-            "-cp", f"{lib}/*", main, *args,
+            "-cp",
+            f"{lib}/*",
+            main,
+            *args,
         ]
 
     def prepare(self) -> None:
@@ -136,20 +149,33 @@ class KafkaBroker(Service):
             return
         uuid = subprocess.run(
             self._java(lib, "kafka.tools.StorageTool", "random-uuid", heap="64m"),
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         cluster_id = uuid.stdout.strip().splitlines()[-1] if uuid.stdout.strip() else ""
         if uuid.returncode != 0 or not cluster_id:
             raise ServiceError("kafka", f"cannot make a cluster id: {uuid.stderr[-500:]}")
         fmt = subprocess.run(
             self._java(
-                lib, "kafka.tools.StorageTool", "format", "--standalone",
-                "-t", cluster_id, "-c", str(self.config_file), heap="128m",
+                lib,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.config_file),
+                heap="128m",
             ),
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if fmt.returncode != 0:
-            raise ServiceError("kafka", f"cannot format storage: {(fmt.stdout + fmt.stderr)[-800:]}")
+            raise ServiceError(
+                "kafka", f"cannot format storage: {(fmt.stdout + fmt.stderr)[-800:]}"
+            )
 
     def command(self) -> tuple[list[str], dict[str, str], str | None]:
         lib = resolve_kafka_jars(self.settings.cache)
@@ -182,7 +208,7 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, timeout: float =
     Idempotent: a topic that already exists is left as it is, whatever its partitions.
     """
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     existing = set(admin.list_topics(timeout=timeout).topics)

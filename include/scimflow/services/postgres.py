@@ -27,7 +27,7 @@ SUPERUSER = "scimflow"
 
 
 def find_postgres_bindir() -> Path:
-    """The folder of ``initdb`` and ``postgres``: ``SCIMFLOW_PG_BINDIR`` or the newest Debian one."""
+    """The folder of ``initdb`` and ``postgres``: ``SCIMFLOW_PG_BINDIR`` or Debian's newest."""
     override = os.environ.get("SCIMFLOW_PG_BINDIR")
     if override:
         return Path(override)
@@ -40,7 +40,9 @@ def find_postgres_bindir() -> Path:
     found = shutil.which("initdb")
     if found:
         return Path(found).resolve().parent
-    raise ServiceError("postgres", "PostgreSQL server binaries not found: apt-get install postgresql")
+    raise ServiceError(
+        "postgres", "PostgreSQL server binaries not found: apt-get install postgresql"
+    )
 
 
 class PostgresServer(Service):
@@ -93,7 +95,8 @@ class PostgresServer(Service):
                 pwd.getpwnam("postgres")
             except KeyError as exc:
                 raise ServiceError(
-                    "postgres", "running as root needs the 'postgres' system user: apt-get install postgresql"
+                    "postgres",
+                    "running as root needs the 'postgres' system user: apt-get install postgresql",
                 ) from exc
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(parents=True, exist_ok=True)
@@ -111,12 +114,23 @@ class PostgresServer(Service):
         try:
             result = subprocess.run(
                 [
-                    str(bindir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
-                    f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8",
-                    "--locale=C", "--no-instructions",
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-instructions",
                 ],
-                capture_output=True, text=True, check=False, cwd=self.dir,
-                user=self._run_as(), group=self._run_as(),
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=self.dir,
+                user=self._run_as(),
+                group=self._run_as(),
                 extra_groups=[] if self._run_as() else None,
             )
         finally:
@@ -127,12 +141,19 @@ class PostgresServer(Service):
     def command(self) -> tuple[list[str], dict[str, str], str | None]:
         bindir = find_postgres_bindir()
         argv = [
-            str(bindir / "postgres"), "-D", str(self.data_dir),
-            "-p", str(self.settings.postgres_port),
-            "-c", "listen_addresses=127.0.0.1",
-            "-c", f"unix_socket_directories={self.socket_dir}",
-            "-c", "max_connections=200",
-            "-c", "shared_buffers=128MB",
+            str(bindir / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.settings.postgres_port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={self.socket_dir}",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=128MB",
         ]
         return argv, {}, self._run_as()
 
@@ -140,8 +161,13 @@ class PostgresServer(Service):
         import psycopg
 
         return psycopg.connect(
-            host="127.0.0.1", port=self.settings.postgres_port, user=SUPERUSER,
-            password=self.password(), dbname=dbname, connect_timeout=3, autocommit=True,
+            host="127.0.0.1",
+            port=self.settings.postgres_port,
+            user=SUPERUSER,
+            password=self.password(),
+            dbname=dbname,
+            connect_timeout=3,
+            autocommit=True,
         )
 
     def check(self) -> tuple[bool, str]:
@@ -156,6 +182,8 @@ class PostgresServer(Service):
 
     def after_start(self) -> None:
         with self._connect("postgres") as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+            ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{DATABASE}"')

@@ -44,7 +44,15 @@ class ScimServer(Service):
         if program is None:
             raise ServiceError(self.name, "scim2-server is not installed (it is a dev dependency)")
         # scim2-server takes its token only as an argument: a local, generated dev secret.
-        argv = [program, "--hostname", "127.0.0.1", "--port", str(self.port), "--bearer-token", self.token()]
+        argv = [
+            program,
+            "--hostname",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--bearer-token",
+            self.token(),
+        ]
         return argv, {}, None
 
     def check(self) -> tuple[bool, str]:

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from scimflow.services.settings import ServicesSettings, read_or_create_secret
+
+
+def test_defaults_follow_the_current_project(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for var in (
+        "SCIMFLOW_HOME",
+        "SCIMFLOW_DAGS_FOLDER",
+        "SCIMFLOW_KAFKA_PORT",
+        "SCIMFLOW_SCIM_A_PORT",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    s = ServicesSettings.from_env()
+    assert s.home == tmp_path / ".scimflow"
+    assert s.logs == tmp_path / ".scimflow" / "logs"
+    assert s.dags_folder == tmp_path / "dags"
+    assert s.kafka_bootstrap == "127.0.0.1:9092"
+    assert s.scim_ports == {"scim-a": 18081, "scim-b": 18082}
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SCIMFLOW_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("SCIMFLOW_KAFKA_PORT", "29092")
+    monkeypatch.setenv("SCIMFLOW_SCIM_B_PORT", "28082")
+    s = ServicesSettings.from_env()
+    assert s.home == tmp_path / "h"
+    assert s.kafka_bootstrap == "127.0.0.1:29092"
+    assert s.scim_ports["scim-b"] == 28082
+
+
+def test_a_bad_port_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCIMFLOW_POSTGRES_PORT", "fifteen")
+    with pytest.raises(ValueError, match="SCIMFLOW_POSTGRES_PORT must be an integer"):
+        ServicesSettings.from_env()
+
+
+def test_secrets_are_generated_once_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "secrets" / "scim-a.token"
+    first = read_or_create_secret(path)
+    assert len(first) >= 30
+    assert read_or_create_secret(path) == first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert read_or_create_secret(tmp_path / "secrets" / "other") != first
