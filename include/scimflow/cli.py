@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Annotated
 
@@ -18,7 +19,8 @@ services_app = typer.Typer(
 )
 app.add_typer(services_app, name="services")
 
-console = Console()
+# a wide table when piped (logs, CI), the terminal's width otherwise
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 Names = Annotated[
     list[str] | None,
@@ -42,21 +44,25 @@ def _select(stack: Stack, names: list[str] | None, with_airflow: bool):  # type:
 
 def _print_status(stack: Stack, names: list[str] | None, with_airflow: bool) -> bool:
     table = Table(title=f"scimflow services ({stack.settings.home})")
-    for col in ("service", "state", "pid", "address", "detail", "log"):
+    for col in ("service", "state", "pid", "memory", "address", "detail", "log"):
         table.add_column(col)
     all_healthy = True
+    total_memory = 0
     for service in _select(stack, names, with_airflow):
         st = service.status()
         all_healthy &= st.healthy
         colour = {"healthy": "green", "unhealthy": "yellow", "stopped": "red"}[st.state]
+        total_memory += st.memory_bytes
         table.add_row(
             st.name,
             f"[{colour}]{st.state}[/]",
             str(st.pid or "-"),
+            f"{st.memory_bytes / 2**20:.0f} MiB" if st.pid else "-",
             st.address,
             st.detail,
             st.log_file,
         )
+    table.caption = f"memory (PSS) of the running services: {total_memory / 2**20:.0f} MiB"
     console.print(table)
     return all_healthy
 
@@ -100,6 +106,53 @@ def services_status(
     """Show each service's state, PID, address and log; exit 1 if one is not healthy."""
     if not _print_status(_stack(), names, with_airflow):
         raise typer.Exit(1)
+
+
+@app.command("demo")
+def demo(
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Keep running until Ctrl-C.")
+    ] = True,
+    dag_id: Annotated[str, typer.Option(help="The DAG the demo triggers.")] = "scimflow_preflight",
+) -> None:
+    """Start the whole local stack with Airflow, trigger the demo DAG, report, keep running."""
+    from scimflow.demo import AirflowApi
+
+    stack = _stack()
+    services_up(names=None, with_airflow=True)
+    api = AirflowApi(stack.airflow)
+    try:
+        api.wait_for_dag(dag_id)
+        api.unpause(dag_id)
+        run_id = api.trigger(dag_id)
+        console.print(f"triggered {dag_id} run {run_id}; waiting ...")
+        result = api.wait_for_run(dag_id, run_id)
+    finally:
+        api.close()
+    table = Table(title=f"{dag_id}: {result.state} in {result.seconds:.1f} s")
+    table.add_column("task")
+    table.add_column("state")
+    for task_id, state in result.tasks:
+        table.add_row(task_id, state)
+    console.print(table)
+    console.print(
+        f"Airflow UI: {stack.airflow.address}  login: admin / "
+        f"password in {stack.settings.secrets / 'airflow-admin.password'}"
+    )
+    console.print(f"service logs: {stack.settings.logs}")
+    if result.state != "success":
+        raise typer.Exit(1)
+    if not wait:
+        console.print("left running; stop with: scimflow services down")
+        return
+    console.print("running; Ctrl-C (or `scimflow services down` elsewhere) stops everything")
+    try:
+        while stack.airflow.process.is_running():
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        services_down(names=None, with_airflow=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -71,10 +71,43 @@ class AirflowStandalone(Service):
                 handle.write(Fernet.generate_key().decode() + "\n")
         return path.read_text(encoding="utf-8").strip()
 
+    def connections(self) -> dict[str, str]:
+        """Airflow connections to the local stack, as ``AIRFLOW_CONN_*`` variables."""
+        from scimflow.services.postgres import DATABASE, SUPERUSER, PostgresServer
+        from scimflow.services.scim import ScimServer
+
+        s = self.settings
+        conns: dict[str, dict[str, object]] = {
+            "scimflow_kafka": {
+                "conn_type": "kafka",
+                "extra": {"bootstrap.servers": s.kafka_bootstrap},
+            },
+            "scimflow_state": {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": s.postgres_port,
+                "login": SUPERUSER,
+                "password": PostgresServer(s).password(),
+                "schema": DATABASE,
+            },
+        }
+        for name in s.scim_ports:
+            target = ScimServer(s, name)
+            conns[name.replace("-", "_")] = {
+                "conn_type": "http",
+                "password": target.token(),
+                "extra": {"base_url": target.address},
+            }
+        return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(c) for cid, c in conns.items()}
+
     def environment(self) -> dict[str, str]:
         env = airflow_env(
             self.airflow_home, self.settings.dags_folder, fernet_key=self._fernet_key()
         )
+        env.update(self.connections())
+        # standalone starts its components as `airflow ...` subprocesses: find ours first
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
         env.update(
             {
                 "AIRFLOW__API__PORT": str(self.settings.airflow_port),

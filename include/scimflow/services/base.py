@@ -23,6 +23,7 @@ class ServiceStatus:
     pid: int | None
     address: str
     log_file: str
+    memory_bytes: int = 0
     detail: str = ""
 
     @property
@@ -117,5 +118,6 @@ class Service(abc.ABC):
             pid=pid,
             address=self.address,
             log_file=str(self.process.log_file),
+            memory_bytes=self.process.memory_bytes(),
             detail=detail,
         )

@@ -143,6 +143,30 @@ class ManagedProcess:
         self.pid_file.unlink(missing_ok=True)
         return True
 
+    def memory_bytes(self) -> int:
+        """Memory of the process and all its descendants (0 if not running).
+
+        Proportional set size where the kernel gives it, so pages shared by forked
+        workers (Airflow's) are counted once in all, not once per worker; else RSS.
+        """
+        import psutil
+
+        pid = self.pid()
+        if pid is None:
+            return 0
+        try:
+            root = psutil.Process(pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0
+        total = 0
+        for proc in tree:
+            try:
+                total += getattr(proc.memory_full_info(), "pss", 0) or proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return total
+
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the log, for error messages."""
         try:
