@@ -1,0 +1,71 @@
+"""``scimflow services up|down|status`` as a user runs them, on the session's stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _run(stack, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    s = stack.settings
+    env = dict(os.environ)
+    env.update(
+        {
+            "SCIMFLOW_HOME": str(s.home),
+            "SCIMFLOW_CACHE": str(s.cache),
+            "SCIMFLOW_KAFKA_PORT": str(s.kafka_port),
+            "SCIMFLOW_KAFKA_CONTROLLER_PORT": str(s.kafka_controller_port),
+            "SCIMFLOW_POSTGRES_PORT": str(s.postgres_port),
+            "SCIMFLOW_SCIM_A_PORT": str(s.scim_ports["scim-a"]),
+            "SCIMFLOW_SCIM_B_PORT": str(s.scim_ports["scim-b"]),
+            "SCIMFLOW_AIRFLOW_PORT": str(s.airflow_port),
+        }
+    )
+    exe = Path(sys.executable).parent / "scimflow"
+    return subprocess.run(
+        [str(exe), "services", *args], capture_output=True, text=True, env=env, timeout=180
+    )
+
+
+def _row(output: str, name: str) -> str:
+    return next(line for line in output.splitlines() if f" {name} " in line)
+
+
+def test_status_up_down_round_trip(stack, kafka, postgres, scim_targets) -> None:  # type: ignore[no-untyped-def]
+    status = _run(stack, "status", "--no-airflow")
+    assert status.returncode == 0, status.stdout + status.stderr
+    for name in ("kafka", "postgres", "scim-a", "scim-b"):
+        assert "healthy" in _row(status.stdout, name)
+    # no secret in what the command prints
+    for secret in (postgres.password(), scim_targets[0].token(), scim_targets[1].token()):
+        assert secret not in status.stdout
+
+    pid_b = scim_targets[1].process.pid()
+    again = _run(stack, "up", "scim-b")
+    assert again.returncode == 0
+    assert "scim-b: already running" in again.stdout
+    assert scim_targets[1].process.pid() == pid_b
+
+    down = _run(stack, "down", "scim-b")
+    assert "scim-b: stopped" in down.stdout
+    assert scim_targets[1].process.pid() is None
+    status = _run(stack, "status", "scim-b")
+    assert status.returncode == 1
+    assert "stopped" in _row(status.stdout, "scim-b")
+
+    up = _run(stack, "up", "scim-b")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "scim-b: started" in up.stdout
+    assert scim_targets[1].status().healthy
+
+
+def test_an_unknown_service_is_refused(stack) -> None:  # type: ignore[no-untyped-def]
+    result = _run(stack, "up", "zookeeper")
+    assert result.returncode == 2
+    assert "unknown service zookeeper" in result.stdout + result.stderr
