@@ -9,7 +9,14 @@ own family so that callers classify an error once, by what should happen next:
 
 from __future__ import annotations
 
-__all__ = ["PreflightError", "ScimflowError", "ServiceError"]
+__all__ = [
+    "OktaAuthError",
+    "OktaError",
+    "OktaPageError",
+    "PreflightError",
+    "ScimflowError",
+    "ServiceError",
+]
 
 
 class ScimflowError(Exception):
@@ -32,3 +39,24 @@ class PreflightError(ScimflowError):
         super().__init__(f"{component}: {reason}")
         self.component = component
         self.reason = reason
+
+
+class OktaError(ScimflowError):
+    """Okta refused or failed a request; ``status`` and ``code`` are Okta's when known."""
+
+    def __init__(
+        self, what: str, reason: str, *, status: int | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(f"Okta {what}: {reason}")
+        self.what = what
+        self.reason = reason
+        self.status = status
+        self.code = code
+
+
+class OktaAuthError(OktaError):
+    """Okta refused the API token (401, E0000011): fix the credentials, retrying won't help."""
+
+
+class OktaPageError(OktaError):
+    """A page of a list failed: the list is incomplete and must not be used."""
