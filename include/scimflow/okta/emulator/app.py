@@ -15,6 +15,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -44,6 +45,37 @@ class EmulatorState:
         self.hooks = HookDeliverer()
         directory.listeners.append(self.hooks.submit)
         self.churn: Any = None
+        self.faults: list[Fault] = []
+        self.requests: dict[str, int] = {}
+
+    def fault_for(self, method: str, path: str) -> Fault | None:
+        """Count a request to ``method path``; the fault it must suffer, if any."""
+        key = f"{method} {path}"
+        n = self.requests[key] = self.requests.get(key, 0) + 1
+        for fault in self.faults:
+            if fault.matches(method, path, n):
+                fault.remaining -= 1
+                return fault
+        return None
+
+
+@dataclass
+class Fault:
+    """Fail requests to one endpoint: from its ``after``-th request on, ``count`` times."""
+
+    path: str
+    status: int = 500
+    method: str = "GET"
+    after: int = 0
+    count: int = 1
+    remaining: int = -1
+
+    def __post_init__(self) -> None:
+        if self.remaining < 0:
+            self.remaining = self.count
+
+    def matches(self, method: str, path: str, n: int) -> bool:
+        return self.remaining > 0 and method == self.method and path == self.path and n > self.after
 
 
 def _error(
@@ -147,7 +179,12 @@ def build_app(state: EmulatorState) -> Starlette:
                     "API call exceeded rate limit due to too many requests.",
                     decision.headers(),
                 )
+            fault = state.fault_for(request.method, request.url.path)
             try:
+                if fault is not None:
+                    raise EmulatorError(
+                        fault.status, "E0000009", "Internal Server Error (injected fault)"
+                    )
                 resp = await handler(request)
             except EmulatorError as exc:
                 resp = _error(exc.status, exc.code, exc.summary)
@@ -334,6 +371,14 @@ def build_app(state: EmulatorState) -> Starlette:
         state.churn.start(duration=float(data["seconds"]) if data.get("seconds") else None)
         return JSONResponse({"started": True})
 
+    async def faults(request: Request) -> Response:
+        data = await body(request)
+        try:
+            state.faults.append(Fault(**data))
+        except TypeError as exc:
+            raise EmulatorError(400, "E0000001", f"Api validation failed: {exc}") from exc
+        return JSONResponse({"faults": len(state.faults)})
+
     async def churn_stop(_request: Request) -> Response:
         done = state.churn.stop() if state.churn is not None else 0
         return JSONResponse({"stopped": True, "mutations": done})
@@ -359,5 +404,6 @@ def build_app(state: EmulatorState) -> Starlette:
         Route("/emulator/hooks/stats", api(hooks_stats, limited=False), methods=["GET"]),
         Route("/emulator/churn", api(churn, limited=False), methods=["POST"]),
         Route("/emulator/churn", api(churn_stop, limited=False), methods=["DELETE"]),
+        Route("/emulator/faults", api(faults, limited=False), methods=["POST"]),
     ]
     return Starlette(routes=routes)
