@@ -87,3 +87,24 @@ def scim_targets(stack):  # type: ignore[no-untyped-def]
     for server in servers:
         server.start()
     return servers
+
+
+@pytest.fixture()
+def okta_emulator():  # type: ignore[no-untyped-def]
+    """Start an Okta emulator (a real HTTP server on loopback): ``okta_emulator(users=..)``."""
+    from scimflow.okta.emulator.server import EmulatorServer, make_state
+
+    servers = []
+
+    def start(
+        *, users: int = 50, groups: int = 5, seed: int = 1, token: str = "emulator-token", **kw
+    ):  # type: ignore[no-untyped-def]
+        port = _free_port()
+        state = make_state(users=users, groups=groups, seed=seed, token=token, port=port, **kw)
+        server = EmulatorServer(state, port=port).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)

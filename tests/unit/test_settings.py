@@ -50,3 +50,12 @@ def test_secrets_are_generated_once_and_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert read_or_create_secret(tmp_path / "secrets" / "other") != first
+
+
+def test_an_existing_folder_keeps_its_mode(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o1777)
+    read_or_create_secret(shared / "token")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert stat.S_IMODE((shared / "token").stat().st_mode) == 0o600

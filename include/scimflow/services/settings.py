@@ -89,8 +89,9 @@ def read_or_create_secret(path: Path, nbytes: int = 24) -> str:
     """
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.parent.chmod(0o700)
+    if not path.parent.exists():
+        # a folder of our own is private; an existing one (say /tmp) is left as it is
+        path.parent.mkdir(parents=True, mode=0o700)
     value = secrets.token_urlsafe(nbytes)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

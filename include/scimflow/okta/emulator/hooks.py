@@ -67,6 +67,7 @@ class HookDeliverer:
             "events_dropped": 0,
         }
         self._lock = threading.Lock()
+        self._outstanding = 0  # events queued or held and not yet attempted
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._rng = random.Random(0)
@@ -122,14 +123,17 @@ class HookDeliverer:
         if self.settings.drop:
             self._count("events_dropped")
             return
+        with self._lock:
+            self._outstanding += 1
         self._queue.put(event)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything submitted was attempted (delivered or failed)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queue.empty() and not self._held and not self._busy:
-                return True
+            with self._lock:
+                if self._outstanding == 0:
+                    return True
             time.sleep(0.05)
         return False
 
@@ -137,8 +141,6 @@ class HookDeliverer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-
-    _busy = False
 
     def _next_batch(self, settings: HookSettings) -> list[dict[str, Any]]:
         batch: list[dict[str, Any]] = []
@@ -170,23 +172,23 @@ class HookDeliverer:
                 batch = self._next_batch(settings)
                 if not batch:
                     continue
-                self._busy = True
+                if settings.reorder:
+                    self._rng.shuffle(batch)
+                    if not self._held and len(batch) > 1 and self._rng.random() < 0.3:
+                        # hold a part back: it will arrive after the next batch
+                        cut = self._rng.randrange(1, len(batch))
+                        self._held, batch = batch[:cut], batch[cut:]
+                    elif self._held:
+                        batch, self._held = batch + self._held, []
                 try:
-                    if settings.reorder:
-                        self._rng.shuffle(batch)
-                        if not self._held and len(batch) > 1 and self._rng.random() < 0.3:
-                            # hold a part back: it will arrive after the next batch
-                            cut = self._rng.randrange(1, len(batch))
-                            self._held, batch = batch[:cut], batch[cut:]
-                        elif self._held:
-                            batch, self._held = batch + self._held, []
                     dupes = [e for e in batch if self._rng.random() < settings.duplicate_rate]
                     self._post(client, settings, batch)
                     if dupes:  # at-least-once: some events come again, in a later delivery
                         self._count("duplicates_sent", len(dupes))
                         self._post(client, settings, dupes)
                 finally:
-                    self._busy = False
+                    with self._lock:  # held events count as outstanding until posted
+                        self._outstanding -= len(batch)
 
     def _post(
         self, client: httpx.Client, settings: HookSettings, events: list[dict[str, Any]]
