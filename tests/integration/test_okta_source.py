@@ -142,3 +142,49 @@ def test_system_log_window_follows_next_to_the_end(okta_emulator) -> None:  # ty
     assert created == inside  # exactly the window, in published order
     assert not set([*before, after]) & {e["target"][0]["id"] for e in events}
     assert source.pacer.requests >= len(events) // 7
+
+
+def test_group_hydration_with_members_and_deleted_groups(okta_emulator) -> None:  # type: ignore[no-untyped-def]
+    server = okta_emulator(users=40, groups=4)
+    d = server.state.directory
+    kept, renamed, gone = d.group_ids[:3]
+    d.update_group(renamed, {"name": "Renamed-Team"})
+    d.delete_group(gone)
+    newcomer = d.user_ids[-1]
+    d.add_member(kept, newcomer)
+
+    (groups, members), _ = run(server, lambda s: s.hydrate_groups([kept, renamed, gone]))
+    rows = groups.set_index("id")
+    assert rows.loc[renamed, "name"] == "Renamed-Team"
+    assert bool(rows.loc[gone, "deleted"]) and not bool(rows.loc[kept, "deleted"])
+    got = set(zip(members["group_id"], members["user_id"], strict=True))
+    assert got == {(g, u) for g in (kept, renamed) for u in d.members[g]}
+    assert (kept, newcomer) in got
+
+
+def test_system_log_polling_query_always_has_a_next_link(okta_emulator) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    server = okta_emulator(users=5, groups=1)
+    d = server.state.directory
+    since = d.now()
+    for _ in range(3):
+        d.update_profile(d.user_ids[0], {"title": "Engineer"})
+    with httpx.Client(base_url=server.url, headers={"Authorization": "SSWS emulator-token"}) as c:
+        page = c.get("/api/v1/logs", params={"since": since, "limit": 2})
+        links = page.headers.get_list("link")
+        assert [('rel="self"' in links[0]), ('rel="next"' in links[-1])] == [True, True]
+        assert len(page.json()) == 2
+        nxt = links[-1].split(";")[0].strip("<>")
+        second = c.get(nxt)
+        assert len(second.json()) == 1
+        empty = c.get(second.headers.get_list("link")[-1].split(";")[0].strip("<>"))
+        assert empty.json() == []  # caught up: an empty page, and still a next link to poll
+        assert 'rel="next"' in empty.headers.get_list("link")[-1]
+        d.update_profile(d.user_ids[0], {"title": "Director"})
+        later = c.get(empty.headers.get_list("link")[-1].split(";")[0].strip("<>"))
+        assert [e["eventType"] for e in later.json()] == ["user.account.update_profile"]
+        # a bounded query ends: no next link after its last page
+        bounded = c.get("/api/v1/logs", params={"since": since, "until": d.now(), "limit": 10})
+        assert len(bounded.json()) == 4
+        assert not any('rel="next"' in link for link in bounded.headers.get_list("link"))

@@ -72,6 +72,7 @@ GROUP_COLUMNS = {
     "created": "datetime64[ms, UTC]",
     "last_updated": "datetime64[ms, UTC]",
     "last_membership_updated": "datetime64[ms, UTC]",
+    "deleted": "bool",
 }
 MEMBERSHIP_COLUMNS = {"group_id": "string", "user_id": "string"}
 
@@ -133,6 +134,7 @@ def _group_row(group: dict[str, Any]) -> dict[str, Any]:
         "created": group.get("created"),
         "last_updated": group.get("lastUpdated"),
         "last_membership_updated": group.get("lastMembershipUpdated"),
+        "deleted": False,
     }
 
 
@@ -396,6 +398,29 @@ class OktaSource:
         for row in await asyncio.gather(*(one(u) for u in rest)):
             found[row["id"]] = row
         return users_frame([found[u] for u in wanted])
+
+    async def hydrate_groups(self, group_ids: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The named groups' current state and members; a group gone from Okta comes back
+        with ``deleted`` set and no members."""
+        sem = asyncio.Semaphore(self.settings.concurrency)
+
+        async def one(gid: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+            async with sem:
+                group, resp, err = await self._call("group_one", "get_group", gid)
+                if err is not None:
+                    status = getattr(resp, "status", None) or getattr(err, "status", None)
+                    if status == 404:
+                        return {**_group_row({"id": gid}), "deleted": True}, []
+                    _raise_for(f"GET /api/v1/groups/{gid}", err, resp, page=False)
+                members = await self.group_member_ids(gid)
+            return _group_row(_group_dict(group)), [
+                {"group_id": gid, "user_id": u} for u in members
+            ]
+
+        results = await asyncio.gather(*(one(g) for g in dict.fromkeys(group_ids)))
+        groups = groups_frame([g for g, _ in results])
+        memberships = _frame([m for _, ms in results for m in ms], MEMBERSHIP_COLUMNS)
+        return groups, memberships
 
     # -- System Log -------------------------------------------------------------------
     async def system_log(

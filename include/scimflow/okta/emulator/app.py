@@ -340,7 +340,14 @@ def build_app(state: EmulatorState) -> Starlette:
 
     # -- emulator controls ----------------------------------------------------------
     async def healthz(_request: Request) -> Response:
-        return JSONResponse({"status": "ok", "users": len(d.users), "groups": len(d.groups)})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "users": len(d.users),
+                "groups": len(d.groups),
+                "rate_limited": state.limiter.refused,  # 429s answered so far
+            }
+        )
 
     async def hooks_config(request: Request) -> Response:
         data = await body(request)
@@ -370,6 +377,30 @@ def build_app(state: EmulatorState) -> Starlette:
             raise EmulatorError(400, "E0000001", f"Api validation failed: {exc}") from exc
         state.churn.start(duration=float(data["seconds"]) if data.get("seconds") else None)
         return JSONResponse({"started": True})
+
+    async def mutate(request: Request) -> Response:
+        """Run ``count`` mutations of one churn ``action`` now; for load tests and benchmarks."""
+        from scimflow.okta.emulator.churn import ChurnDriver
+
+        data = await body(request)
+        driver = ChurnDriver(d, rate=1.0, seed=int(data.get("seed", 0)))
+        action = getattr(driver, str(data.get("action", "")), None)
+        if action is None or str(data.get("action")) not in driver.action_names():
+            raise EmulatorError(
+                400, "E0000001", f"Api validation failed: action: one of {driver.action_names()}"
+            )
+        since = d.now()
+        before = len(d.log)
+        for _ in range(int(data.get("count", 1))):
+            with d.lock:
+                try:
+                    action()
+                except EmulatorError:
+                    continue
+        changed = sorted(
+            {t["id"] for e in d.log[before:] for t in e["target"] if t["type"] == "User"}
+        )
+        return JSONResponse({"since": since, "events": len(d.log) - before, "user_ids": changed})
 
     async def faults(request: Request) -> Response:
         data = await body(request)
@@ -405,5 +436,6 @@ def build_app(state: EmulatorState) -> Starlette:
         Route("/emulator/churn", api(churn, limited=False), methods=["POST"]),
         Route("/emulator/churn", api(churn_stop, limited=False), methods=["DELETE"]),
         Route("/emulator/faults", api(faults, limited=False), methods=["POST"]),
+        Route("/emulator/mutate", api(mutate, limited=False), methods=["POST"]),
     ]
     return Starlette(routes=routes)

@@ -45,6 +45,9 @@ class ChurnDriver:
             (1, self.group_delete),
         ]
 
+    def action_names(self) -> list[str]:
+        return [a.__name__ for _, a in self.actions]
+
     # -- picking ---------------------------------------------------------------------
     def _user(self, *statuses: str) -> str | None:
         ids = self.d.user_ids

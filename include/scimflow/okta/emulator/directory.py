@@ -212,12 +212,22 @@ class Directory:
             for uid in ids[len(managers) :]:
                 if self.rng.random() < 0.9:
                     self.users[uid]["profile"]["managerId"] = self.rng.choice(managers)
-            for i in range(groups):
-                gid = self.create_group(f"{self.rng.choice(DEPARTMENTS)}-{i:04d}", emit=False)
-                if ids:
-                    size = min(len(ids), max(1, int(self.rng.paretovariate(1.2) * 5)))
-                    for uid in self.rng.sample(ids, size):
-                        self.add_member(gid, uid, emit=False)
+            gids = [
+                self.create_group(f"{self.rng.choice(DEPARTMENTS)}-{i:04d}", emit=False)
+                for i in range(groups)
+            ]
+            if not gids:
+                return
+            # each user in 1 to 5 groups (3 on average); a few groups are large (Zipf-like)
+            cum: list[float] = []
+            total = 0.0
+            for rank in range(len(gids)):
+                total += 1.0 / (rank + 1)
+                cum.append(total)
+            for uid in ids:
+                k = self.rng.choice((1, 2, 2, 3, 3, 3, 4, 5))
+                for gid in set(self.rng.choices(gids, cum_weights=cum, k=k)):
+                    self.add_member(gid, uid, emit=False)
 
     def random_profile(self) -> dict[str, Any]:
         first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
