@@ -184,3 +184,52 @@ def test_churn_mutates_like_an_organisation(okta_emulator, endpoint) -> None:  #
     # every mutation moved lastUpdated forward: timestamps are strictly increasing
     published = [e["published"] for e in new]
     assert published == sorted(published) and len(set(published)) == len(published)
+
+
+def test_okta_write_endpoints_mutate_and_notify(okta_emulator, endpoint) -> None:  # type: ignore[no-untyped-def]
+    server = okta_emulator(users=5, groups=1)
+    configure(server, endpoint)
+    d = server.state.directory
+    gid = d.group_ids[0]
+    with httpx.Client(base_url=server.url, headers={"Authorization": "SSWS emulator-token"}) as c:
+        created = c.post(
+            "/api/v1/users",
+            params={"activate": "true"},
+            json={
+                "profile": {
+                    "firstName": "Hedy",
+                    "lastName": "Lamarr",
+                    "login": "hedy@example.com",
+                    "email": "hedy@example.com",
+                }
+            },
+        ).json()
+        uid = created["id"]
+        assert created["status"] == "ACTIVE"
+        dup = c.post("/api/v1/users", json={"profile": {"login": "HEDY@example.com"}})
+        assert dup.status_code == 400 and dup.json()["errorCode"] == "E0000001"
+        assert c.put(f"/api/v1/groups/{gid}/users/{uid}").status_code == 204
+        updated = c.post(f"/api/v1/users/{uid}", json={"profile": {"title": "Inventor"}}).json()
+        assert (
+            updated["profile"]["title"] == "Inventor"
+            and updated["lastUpdated"] > created["lastUpdated"]
+        )
+        assert c.post(f"/api/v1/users/{uid}/lifecycle/suspend").status_code == 200
+        bad = c.post(f"/api/v1/users/{uid}/lifecycle/suspend")  # already suspended
+        assert bad.status_code == 400
+        assert c.post(f"/api/v1/users/{uid}/lifecycle/deactivate").status_code == 200
+        assert c.delete(f"/api/v1/users/{uid}").status_code == 204
+        gone = c.get(f"/api/v1/users/{uid}")
+        assert gone.status_code == 404 and gone.json()["errorCode"] == "E0000007"
+    assert server.state.hooks.flush(10)
+    types = [e["eventType"] for e in endpoint.events() if uid in {t["id"] for t in e["target"]}]
+    assert types == [
+        "user.lifecycle.create",
+        "user.lifecycle.activate",
+        "group.user_membership.add",
+        "user.account.update_profile",
+        "user.lifecycle.suspend",
+        "user.lifecycle.deactivate",
+        "user.lifecycle.delete.initiated",
+    ]
+    assert uid not in d.members[gid]
