@@ -1,0 +1,1 @@
+"""The SCIM side: configuration, mapping, planning and applying changes to SCIM targets."""
