@@ -1,0 +1,210 @@
+"""An in-memory SCIM target with the interface of ``ScimTarget``, and an in-memory state
+store: the model that property tests apply plans to. Failures can be injected before or
+after a write takes effect (the nastiest case: written, but the client saw an error)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from scimflow.errors import (
+    ScimConflictError,
+    ScimNotFoundError,
+    ScimRejectedError,
+    ScimTransientError,
+)
+from scimflow.scim.client import Capabilities
+from scimflow.scim.plan import ENTERPRISE
+
+_ids = itertools.count(1)
+
+
+class ModelTarget:
+    def __init__(
+        self,
+        name: str = "model",
+        *,
+        patch: bool = True,
+        fail_rate: float = 0.0,
+        seed: int = 0,
+        reject_user_names: Iterable[str] = (),
+    ) -> None:
+        self.name = name
+        self.capabilities = Capabilities(
+            patch=patch, bulk=False, filter=True, etag=False, max_results=100
+        )
+        self.resources: dict[str, dict[str, dict[str, Any]]] = {"Users": {}, "Groups": {}}
+        self.fail_rate = fail_rate
+        self.rng = random.Random(seed)
+        self.reject = {n.lower() for n in reject_user_names}
+        self.writes = 0
+
+    def close(self) -> None:
+        pass
+
+    # -- failure injection ---------------------------------------------------------------
+    def _maybe_fail(self, what: str, *, after: bool) -> None:
+        if self.fail_rate and self.rng.random() < self.fail_rate:
+            raise ScimTransientError(
+                self.name, what, "injected 503 " + ("after" if after else "before"), status=503
+            )
+
+    def _write(self, what: str, fn: Any) -> Any:
+        self._maybe_fail(what, after=False)
+        result = fn()
+        self.writes += 1
+        self._maybe_fail(what, after=True)
+        return result
+
+    # -- reads ------------------------------------------------------------------------------
+    def list_resources(
+        self, endpoint: str, *, page_size: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        for r in list(self.resources[endpoint].values()):
+            yield copy.deepcopy(r)
+
+    def get(self, endpoint: str, scim_id: str) -> dict[str, Any]:
+        if scim_id not in self.resources[endpoint]:
+            raise ScimNotFoundError(self.name, f"GET /{endpoint}/{scim_id}", "HTTP 404", status=404)
+        return copy.deepcopy(self.resources[endpoint][scim_id])
+
+    def find_user(
+        self, external_id: str | None = None, user_name: str | None = None
+    ) -> dict[str, Any] | None:
+        for r in self.resources["Users"].values():
+            if external_id and r.get("externalId") == external_id:
+                return copy.deepcopy(r)
+        for r in self.resources["Users"].values():
+            if user_name and str(r.get("userName", "")).lower() == user_name.lower():
+                return copy.deepcopy(r)
+        return None
+
+    def find_group(self, display_name: str) -> dict[str, Any] | None:
+        return next(
+            (
+                copy.deepcopy(g)
+                for g in self.resources["Groups"].values()
+                if g.get("displayName") == display_name
+            ),
+            None,
+        )
+
+    # -- writes -------------------------------------------------------------------------------
+    def create(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
+        def do() -> dict[str, Any]:
+            if endpoint == "Users":
+                name = str(payload.get("userName", "")).lower()
+                if name in self.reject:
+                    raise ScimRejectedError(
+                        self.name, "POST /Users", "HTTP 400: invalidValue", status=400
+                    )
+                if any(
+                    str(r.get("userName", "")).lower() == name
+                    for r in self.resources["Users"].values()
+                ):
+                    raise ScimConflictError(
+                        self.name, "POST /Users", "HTTP 409: uniqueness", status=409
+                    )
+            else:
+                if any(
+                    g.get("displayName") == payload.get("displayName")
+                    for g in self.resources["Groups"].values()
+                ):
+                    raise ScimConflictError(
+                        self.name, "POST /Groups", "HTTP 409: uniqueness", status=409
+                    )
+            scim_id = f"s{next(_ids)}"
+            self.resources[endpoint][scim_id] = {**copy.deepcopy(payload), "id": scim_id}
+            return {"id": scim_id}
+
+        return self._write(f"POST /{endpoint}", do)  # type: ignore[no-any-return]
+
+    def replace(self, endpoint: str, scim_id: str, payload: dict[str, Any]) -> None:
+        def do() -> None:
+            if scim_id not in self.resources[endpoint]:
+                raise ScimNotFoundError(self.name, "PUT", "HTTP 404", status=404)
+            self.resources[endpoint][scim_id] = {**copy.deepcopy(payload), "id": scim_id}
+
+        self._write(f"PUT /{endpoint}/{scim_id}", do)
+
+    def patch(self, endpoint: str, scim_id: str, operations: list[dict[str, Any]]) -> None:
+        def do() -> None:
+            r = self.resources[endpoint].get(scim_id)
+            if r is None:
+                raise ScimNotFoundError(self.name, "PATCH", "HTTP 404", status=404)
+            for op in operations:
+                path = str(op.get("path", ""))
+                if path.startswith(ENTERPRISE + ":"):
+                    ext = r.setdefault(ENTERPRISE, {})
+                    attr = path[len(ENTERPRISE) + 1 :]
+                    if op["op"] == "remove":
+                        ext.pop(attr, None)
+                    else:
+                        ext[attr] = copy.deepcopy(op["value"])
+                elif path == "members" and op["op"] == "add":
+                    have = {m["value"] for m in r.setdefault("members", [])}
+                    r["members"] += [m for m in op["value"] if m["value"] not in have]
+                elif path.startswith("members[value eq "):
+                    gone = path.split('"')[1]
+                    r["members"] = [m for m in r.get("members", []) if m["value"] != gone]
+                elif op["op"] == "remove":
+                    r.pop(path, None)
+                else:
+                    r[path] = copy.deepcopy(op["value"])
+
+        self._write(f"PATCH /{endpoint}/{scim_id}", do)
+
+    def delete(self, endpoint: str, scim_id: str) -> None:
+        def do() -> None:
+            if self.resources[endpoint].pop(scim_id, None) is None:
+                raise ScimNotFoundError(self.name, "DELETE", "HTTP 404", status=404)
+
+        self._write(f"DELETE /{endpoint}/{scim_id}", do)
+
+
+@dataclass
+class MemoryLink:
+    okta_id: str
+    scim_id: str
+    pushed_hash: str | None
+
+
+@dataclass
+class MemoryStore:
+    """The state store's interface, in memory."""
+
+    data: dict[tuple[str, str], dict[str, MemoryLink]] = field(default_factory=dict)
+    parked_rows: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    audit_rows: list[Any] = field(default_factory=list)
+
+    def links(self, target: str, kind: str) -> dict[str, MemoryLink]:
+        return dict(self.data.get((target, kind), {}))
+
+    def save_links(
+        self, target: str, kind: str, links: Iterable[tuple[str, str, str | None]]
+    ) -> None:
+        bucket = self.data.setdefault((target, kind), {})
+        for okta_id, scim_id, pushed in links:
+            bucket[okta_id] = MemoryLink(okta_id, scim_id, pushed)
+
+    def drop_links(self, target: str, kind: str, okta_ids: Iterable[str]) -> None:
+        for okta_id in okta_ids:
+            self.data.get((target, kind), {}).pop(okta_id, None)
+
+    def park(
+        self, target: str, kind: str, okta_id: str, reason: str, payload: dict[str, Any] | None
+    ) -> None:
+        self.parked_rows[(target, kind, okta_id)] = reason
+
+    def unpark(self, target: str, kind: str, okta_ids: Iterable[str]) -> None:
+        for okta_id in okta_ids:
+            self.parked_rows.pop((target, kind, okta_id), None)
+
+    def append_audit(self, entries: Any) -> list[int]:
+        start = len(self.audit_rows)
+        self.audit_rows.extend(entries)
+        return list(range(start + 1, len(self.audit_rows) + 1))

@@ -1,0 +1,316 @@
+"""Planner and executor against the in-memory model target: convergence properties."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scimflow.scim.apply import Executor
+from scimflow.scim.plan import ENTERPRISE, fingerprint, plan_groups, plan_users, user_changes
+
+from tests.support.model_target import MemoryStore, ModelTarget
+
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+TITLES = ["Engineer", "Manager", "Analyst"]
+DEPTS = ["Sales", "Research"]
+
+
+@dataclass(frozen=True)
+class Desired:
+    okta_id: str
+    payload: dict[str, Any]
+    fingerprint: str
+    active: bool
+    manager_okta_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DesiredGroup:
+    okta_id: str
+    display_name: str
+    member_okta_ids: frozenset[str]
+
+
+def desired_user(i: int, title: str, dept: str, active: bool) -> Desired:
+    name = f"user{i}@example.com"
+    payload = {
+        "schemas": [USER_SCHEMA, ENTERPRISE],
+        "userName": name,
+        "externalId": f"00u{i}",
+        "name": {"givenName": f"Given{i}", "familyName": f"Family{i}"},
+        "displayName": f"Given{i} Family{i}",
+        "title": title,
+        "active": active,
+        "emails": [{"value": name, "type": "work", "primary": True}],
+        ENTERPRISE: {"department": dept},
+    }
+    return Desired(f"00u{i}", payload, fingerprint(payload), active)
+
+
+def converge(
+    target: ModelTarget,
+    store: MemoryStore,
+    desired: dict[str, Desired],
+    *,
+    rounds: int = 1,
+    unmanaged: str = "ignore",
+    deprovision: str = "deactivate",
+) -> list[Any]:
+    plans = []
+    for _ in range(rounds):
+        plan = plan_users(
+            target.name,
+            desired,
+            store.links(target.name, "User"),
+            list(target.list_resources("Users")),
+            deprovision=deprovision,  # type: ignore[arg-type]
+            use_patch=target.capabilities.patch,
+            unmanaged=unmanaged,
+        )  # type: ignore[arg-type]
+        plans.append(plan)
+        if not plan:
+            break
+        Executor(
+            target,
+            store,
+            run_id="test",
+            cause="test",
+            concurrency=3,
+            max_attempts=6,
+            sleep=lambda _s: None,
+        ).apply(plan)
+    return plans
+
+
+def assert_converged(target: ModelTarget, desired: dict[str, Desired], store: MemoryStore) -> None:
+    users = list(target.list_resources("Users"))
+    names = Counter(str(u.get("userName", "")).lower() for u in users)
+    assert all(n == 1 for n in names.values()), f"duplicated users: {names}"
+    by_name = {str(u["userName"]).lower(): u for u in users}
+    for d in desired.values():
+        resource = by_name[d.payload["userName"].lower()]
+        assert user_changes(d.payload, resource) == [], d.okta_id
+    links = store.links(target.name, "User")
+    for okta_id, link in links.items():
+        if okta_id not in desired:
+            assert target.resources["Users"].get(link.scim_id, {}).get("active") in (False, None)
+
+
+population = st.dictionaries(
+    st.integers(0, 15),
+    st.tuples(st.sampled_from(TITLES), st.sampled_from(DEPTS), st.booleans()),
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    first=population,
+    second=population,
+    edits=st.lists(st.integers(0, 15), max_size=4),
+    deletes=st.lists(st.integers(0, 15), max_size=3),
+    handmade=st.lists(st.integers(0, 20), max_size=3),
+    patch=st.booleans(),
+)
+def test_applying_a_plan_yields_the_desired_state_and_then_nothing_to_do(
+    first: dict[int, Any],
+    second: dict[int, Any],
+    edits: list[int],
+    deletes: list[int],
+    handmade: list[int],
+    patch: bool,
+) -> None:
+    target, store = ModelTarget(patch=patch), MemoryStore()
+    converge(target, store, {d.okta_id: d for i, v in first.items() for d in [desired_user(i, *v)]})
+    # drift made by hand in the target
+    by_ext = {u.get("externalId"): u["id"] for u in target.list_resources("Users")}
+    for i in edits:
+        if f"00u{i}" in by_ext:
+            target.resources["Users"][by_ext[f"00u{i}"]]["title"] = "Edited by hand"
+    for i in deletes:
+        if f"00u{i}" in by_ext:
+            target.resources["Users"].pop(by_ext[f"00u{i}"], None)
+    for i in handmade:  # a user made by hand: same userName as an Okta user (linked), or not
+        if not any(
+            u["userName"].lower() == f"user{i}@example.com" for u in target.list_resources("Users")
+        ):
+            target.create("Users", {"userName": f"USER{i}@example.com", "title": "Hand"})
+    desired = {d.okta_id: d for i, v in second.items() for d in [desired_user(i, *v)]}
+
+    plans = converge(target, store, desired, rounds=2)
+    assert_converged(target, desired, store)
+    assert not plans[-1], f"not converged in one plan: {plans[-1].counts()}"
+
+
+@settings(max_examples=60, deadline=None)
+@given(first=population, second=population, handmade=st.lists(st.integers(100, 120), max_size=3))
+def test_a_plan_never_deprovisions_outside_its_scope(
+    first: dict[int, Any], second: dict[int, Any], handmade: list[int]
+) -> None:
+    target, store = ModelTarget(), MemoryStore()
+    converge(target, store, {d.okta_id: d for i, v in first.items() for d in [desired_user(i, *v)]})
+    outsiders = {
+        target.create("Users", {"userName": f"local{i}@example.com"})["id"] for i in set(handmade)
+    }
+    linked = {link.scim_id for link in store.links("model", "User").values()}
+    desired = {d.okta_id: d for i, v in second.items() for d in [desired_user(i, *v)]}
+    plan = plan_users(
+        "model", desired, store.links("model", "User"), list(target.list_resources("Users"))
+    )
+    for op in plan.operations:
+        if op.deprovisions:
+            assert op.scim_id in linked and op.scim_id not in outsiders
+            assert op.okta_id not in desired
+
+
+@settings(max_examples=40, deadline=None)
+@given(users=population, seed=st.integers(0, 10_000))
+def test_retried_operations_converge_whatever_fails_when(users: dict[int, Any], seed: int) -> None:
+    target, store = ModelTarget(fail_rate=0.3, seed=seed), MemoryStore()
+    desired = {d.okta_id: d for i, v in users.items() for d in [desired_user(i, *v)]}
+    converge(target, store, desired, rounds=6)
+    target.fail_rate = 0.0
+    final = converge(target, store, desired, rounds=2)
+    assert_converged(target, desired, store)
+    assert not final[-1]
+
+
+def test_a_409_links_the_existing_user_instead_of_duplicating() -> None:
+    target, store = ModelTarget(), MemoryStore()
+    existing = target.create("Users", {"userName": "USER1@example.com", "title": "Old"})["id"]
+    d = desired_user(1, "Engineer", "Sales", True)
+    # the plan sees no actual state (stream mode), so it plans a create that meets a 409
+    plan = plan_users("model", {d.okta_id: d}, {}, None)
+    assert [op.action for op in plan.operations] == ["create"]
+    result = Executor(target, store, run_id="r", cause="c", sleep=lambda _s: None).apply(plan)
+    assert result.counts == Counter({"create:linked": 1})
+    assert store.links("model", "User")["00u1"].scim_id == existing
+    assert len(target.resources["Users"]) == 1
+    assert target.resources["Users"][existing]["title"] == "Engineer"
+
+
+def test_a_rejected_user_is_parked_and_the_rest_go_through() -> None:
+    target, store = ModelTarget(reject_user_names=["user2@example.com"]), MemoryStore()
+    desired = {d.okta_id: d for d in (desired_user(i, "Engineer", "Sales", True) for i in range(4))}
+    converge(target, store, desired)
+    assert ("model", "User", "00u2") in store.parked_rows
+    assert "400" in store.parked_rows[("model", "User", "00u2")]
+    assert sorted(store.links("model", "User")) == ["00u0", "00u1", "00u3"]
+    parked = [e for e in store.audit_rows if e.outcome == "parked"]
+    assert [e.okta_id for e in parked] == ["00u2"]
+
+
+def test_delete_mode_deletes_and_deactivate_mode_deactivates() -> None:
+    for mode in ("deactivate", "delete"):
+        target, store = ModelTarget(), MemoryStore()
+        desired = {
+            d.okta_id: d for d in (desired_user(i, "Engineer", "Sales", True) for i in range(3))
+        }
+        converge(target, store, desired)
+        del desired["00u1"]
+        plans = converge(target, store, desired, deprovision=mode, rounds=2)
+        assert [op.action for op in plans[0].operations] == [mode]
+        names = {u["userName"]: u for u in target.list_resources("Users")}
+        if mode == "delete":
+            assert "user1@example.com" not in names and "00u1" not in store.links("model", "User")
+        else:
+            assert names["user1@example.com"]["active"] is False
+        assert not plans[1]
+
+
+def test_unmanaged_users_are_deactivated_only_when_the_policy_says_so() -> None:
+    target, store = ModelTarget(), MemoryStore()
+    desired = {d.okta_id: d for d in (desired_user(i, "Engineer", "Sales", True) for i in range(2))}
+    converge(target, store, desired)
+    local = target.create("Users", {"userName": "admin@example.com", "active": True})["id"]
+    assert not plan_users(
+        "model", desired, store.links("model", "User"), list(target.list_resources("Users"))
+    )
+    plan = plan_users(
+        "model",
+        desired,
+        store.links("model", "User"),
+        list(target.list_resources("Users")),
+        unmanaged="deactivate",
+    )
+    assert [(op.action, op.scim_id) for op in plan.operations] == [("deactivate", local)]
+
+
+def test_groups_are_created_renamed_and_their_members_follow() -> None:
+    target, store = ModelTarget(), MemoryStore()
+    desired = {d.okta_id: d for d in (desired_user(i, "Engineer", "Sales", True) for i in range(5))}
+    converge(target, store, desired)
+    groups = {"00g1": DesiredGroup("00g1", "Engineering", frozenset({"00u0", "00u1", "00u2"}))}
+
+    def sync_groups() -> Any:
+        plan = plan_groups(
+            "model",
+            groups,
+            store.links("model", "Group"),
+            store.links("model", "User"),
+            list(target.list_resources("Groups")),
+        )
+        Executor(target, store, run_id="r", cause="c", sleep=lambda _s: None).apply(
+            plan, user_links=store.links("model", "User")
+        )
+        return plan
+
+    first = sync_groups()
+    assert first.counts() == {"group_create": 1, "members_add": 1}
+    links = store.links("model", "User")
+    (group,) = target.list_resources("Groups")
+    assert {m["value"] for m in group["members"]} == {
+        links[u].scim_id for u in ("00u0", "00u1", "00u2")
+    }
+    assert not sync_groups()  # converged
+
+    groups["00g1"] = DesiredGroup("00g1", "Platform", frozenset({"00u1", "00u3"}))
+    second = sync_groups()
+    assert second.counts() == {"group_update": 1, "members_add": 1, "members_remove": 1}
+    (group,) = target.list_resources("Groups")
+    assert group["displayName"] == "Platform"
+    assert {m["value"] for m in group["members"]} == {links[u].scim_id for u in ("00u1", "00u3")}
+    assert not sync_groups()
+
+    del groups["00g1"]
+    assert sync_groups().counts() == {"group_delete": 1}
+    assert list(target.list_resources("Groups")) == []
+
+
+def test_plans_are_deterministic() -> None:
+    desired = {
+        d.okta_id: d
+        for d in (desired_user(i, TITLES[i % 3], "Sales", i % 2 == 0) for i in range(30))
+    }
+    a = plan_users("t", desired, {}, [])
+    b = plan_users("t", dict(reversed(list(desired.items()))), {}, [])
+    assert a == b
+    assert [op.okta_id for op in a.operations] == sorted(desired)
+
+
+@pytest.mark.parametrize("patch", [True, False])
+def test_updates_use_patch_when_supported_else_put(patch: bool) -> None:
+    target, store = ModelTarget(patch=patch), MemoryStore()
+    d = desired_user(1, "Engineer", "Sales", True)
+    converge(target, store, {d.okta_id: d})
+    changed = desired_user(1, "Manager", "Research", True)
+    plan = plan_users(
+        "model",
+        {d.okta_id: changed},
+        store.links("model", "User"),
+        list(target.list_resources("Users")),
+        use_patch=patch,
+    )
+    (op,) = plan.operations
+    assert op.action == "update"
+    if patch:
+        assert [c["path"] for c in op.patch] == ["title", f"{ENTERPRISE}:department"]
+    else:
+        assert op.patch == ()
+    converge(target, store, {d.okta_id: changed})
+    (user,) = target.list_resources("Users")
+    assert user["title"] == "Manager" and user[ENTERPRISE]["department"] == "Research"
