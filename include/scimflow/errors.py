@@ -5,6 +5,8 @@ own family so that callers classify an error once, by what should happen next:
 
 - :class:`ServiceError`: a local service (Kafka, PostgreSQL, a SCIM server, Airflow)
   could not be installed, started, reached or stopped. Stop and report.
+- :class:`StateStoreError`: the state store (links, parked records, audit log) could
+  not be reached, migrated, read or written. Stop: the run's writes cannot be recorded.
 """
 
 from __future__ import annotations
@@ -14,8 +16,15 @@ __all__ = [
     "OktaError",
     "OktaPageError",
     "PreflightError",
+    "DeletionGuardError",
+    "ScimConflictError",
+    "ScimError",
+    "ScimNotFoundError",
+    "ScimRejectedError",
+    "ScimTransientError",
     "ScimflowError",
     "ServiceError",
+    "StateStoreError",
 ]
 
 
@@ -60,3 +69,67 @@ class OktaAuthError(OktaError):
 
 class OktaPageError(OktaError):
     """A page of a list failed: the list is incomplete and must not be used."""
+
+
+class ScimError(ScimflowError):
+    """A SCIM target failed a request; ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, target: str, what: str, reason: str, *, status: int | None = None) -> None:
+        super().__init__(f"{target}: {what}: {reason}")
+        self.target = target
+        self.what = what
+        self.reason = reason
+        self.status = status
+
+
+class ScimTransientError(ScimError):
+    """Worth retrying: 429, 5xx, a timeout or a broken connection."""
+
+    def __init__(
+        self,
+        target: str,
+        what: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(target, what, reason, status=status)
+        self.retry_after = retry_after
+
+
+class ScimConflictError(ScimError):
+    """409: the resource exists already (by userName, externalId or displayName)."""
+
+
+class ScimNotFoundError(ScimError):
+    """404: the resource is gone from the target."""
+
+
+class ScimRejectedError(ScimError):
+    """Refused for good (a 4xx other than 404, 409, 429): park the record with the reason."""
+
+
+class DeletionGuardError(ScimflowError):
+    """A plan would deactivate or delete more of a target's users than it allows."""
+
+    def __init__(self, target: str, planned: int, managed: int, max_share: float) -> None:
+        share = planned / managed if managed else 1.0
+        super().__init__(
+            f"{target}: the plan deprovisions {planned} of {managed} users ({share:.0%}), "
+            f"more than the deletion guard allows ({max_share:.0%}); nothing was written. "
+            "Check the Okta source, then re-run with --force if this is intended."
+        )
+        self.target = target
+        self.planned = planned
+        self.managed = managed
+        self.max_share = max_share
+
+
+class StateStoreError(ScimflowError):
+    """The state store failed an operation; the message names it, never the password."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        super().__init__(f"state store {operation}: {reason}")
+        self.operation = operation
+        self.reason = reason
