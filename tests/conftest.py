@@ -108,3 +108,48 @@ def okta_emulator():  # type: ignore[no-untyped-def]
     yield start
     for server in servers:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def _tenant_server(stack):  # type: ignore[no-untyped-def]
+    """One scim2-server with dynamic tenants: each test gets an empty store of its own."""
+    import sys
+
+    from scimflow.services.process import ManagedProcess, wait_until
+    from scimflow.services.settings import read_or_create_secret
+
+    port = _free_port()
+    token = read_or_create_secret(stack.settings.secrets / "scim-tenants.token")
+    proc = ManagedProcess(
+        name="scim-tenants",
+        pid_file=stack.settings.run / "scim-tenants.pid",
+        log_file=stack.settings.logs / "scim-tenants.log",
+        marker=f"--port {port}",
+    )
+    exe = str(Path(sys.executable).parent / "scim2-server")
+    proc.start([exe, "--port", str(port), "--bearer-token", token, "--dynamic-tenants"])
+    import httpx
+
+    def up() -> bool:
+        try:
+            return (
+                httpx.get(f"http://127.0.0.1:{port}/probe/v2/ServiceProviderConfig").status_code
+                == 200
+            )
+        except httpx.HTTPError:
+            return False
+
+    assert wait_until(up, timeout=30, alive=proc.is_running), proc.log_tail()
+    try:
+        yield port, token
+    finally:
+        proc.stop()
+
+
+@pytest.fixture()
+def scim_tenant(_tenant_server):  # type: ignore[no-untyped-def]
+    """(base URL, token) of a fresh, empty SCIM target."""
+    import uuid
+
+    port, token = _tenant_server
+    return f"http://127.0.0.1:{port}/t{uuid.uuid4().hex[:12]}/v2", token

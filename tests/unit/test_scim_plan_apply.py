@@ -3,52 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scimflow.scim.apply import Executor
-from scimflow.scim.plan import ENTERPRISE, fingerprint, plan_groups, plan_users, user_changes
+from scimflow.scim.plan import ENTERPRISE, plan_groups, plan_users, user_changes
 
+from tests.support.desired import DEPTS, TITLES, Desired, DesiredGroup, desired_user
 from tests.support.model_target import MemoryStore, ModelTarget
-
-USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
-TITLES = ["Engineer", "Manager", "Analyst"]
-DEPTS = ["Sales", "Research"]
-
-
-@dataclass(frozen=True)
-class Desired:
-    okta_id: str
-    payload: dict[str, Any]
-    fingerprint: str
-    active: bool
-    manager_okta_id: str | None = None
-
-
-@dataclass(frozen=True)
-class DesiredGroup:
-    okta_id: str
-    display_name: str
-    member_okta_ids: frozenset[str]
-
-
-def desired_user(i: int, title: str, dept: str, active: bool) -> Desired:
-    name = f"user{i}@example.com"
-    payload = {
-        "schemas": [USER_SCHEMA, ENTERPRISE],
-        "userName": name,
-        "externalId": f"00u{i}",
-        "name": {"givenName": f"Given{i}", "familyName": f"Family{i}"},
-        "displayName": f"Given{i} Family{i}",
-        "title": title,
-        "active": active,
-        "emails": [{"value": name, "type": "work", "primary": True}],
-        ENTERPRISE: {"department": dept},
-    }
-    return Desired(f"00u{i}", payload, fingerprint(payload), active)
 
 
 def converge(

@@ -26,7 +26,7 @@ from scim2_client import (
     UnexpectedStatusCodeException,
 )
 from scim2_client.engines.httpx2 import SyncSCIMClient
-from scim2_models import Group, ServiceProviderConfig, User
+from scim2_models import ServiceProviderConfig
 
 from scimflow.errors import (
     ScimConflictError,
@@ -134,7 +134,11 @@ def classify(
         return exc
     if isinstance(exc, RequestNetworkException | httpx2.TransportError):
         return ScimTransientError(target, what, f"network: {type(exc.__cause__ or exc).__name__}")
-    detail = getattr(getattr(exc, "error", None), "detail", None) or type(exc).__name__
+    detail = (
+        getattr(exc, "detail", None)
+        or getattr(getattr(exc, "error", None), "detail", None)
+        or type(exc).__name__
+    )
     if status is None:
         status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
         status = int(status) if status is not None else None
@@ -216,7 +220,6 @@ class ScimTarget:
         config = self.call("GET /ServiceProviderConfig", read)
         if not isinstance(config, dict):
             config = {}
-        self.scim.resource_models = (User, Group)  # type: ignore[assignment]
         self.capabilities = Capabilities(
             patch=bool(config.get("patch", {}).get("supported")),
             bulk=bool(config.get("bulk", {}).get("supported")),
@@ -255,7 +258,9 @@ class ScimTarget:
                     detail = str(resp.json().get("detail") or "")
                 except ValueError:
                     detail = resp.text[:200]
-                raise UnexpectedStatusCodeException(resp.status_code, detail)
+                exc = UnexpectedStatusCodeException(resp.status_code)
+                exc.detail = detail[:300]  # type: ignore[attr-defined]
+                raise exc
             if resp.status_code == 204 or not resp.content:
                 return None
             body = resp.json()
