@@ -15,6 +15,7 @@ from rich.table import Table
 
 from scimflow.errors import ServiceError
 from scimflow.services import ServicesSettings, Stack
+from scimflow.state.cli import audit_app, db_app
 
 app = typer.Typer(help="Keep SCIM 2.0 applications equal to Okta.", no_args_is_help=True)
 services_app = typer.Typer(
@@ -25,6 +26,8 @@ okta_app = typer.Typer(help="Read Okta through the official SDK.", no_args_is_he
 app.add_typer(okta_app, name="okta")
 emulator_app = typer.Typer(help="The local Okta emulator.", no_args_is_help=True)
 app.add_typer(emulator_app, name="okta-emulator")
+app.add_typer(audit_app, name="audit")
+app.add_typer(db_app, name="db")
 
 # a wide table when piped (logs, CI), the terminal's width otherwise
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -247,6 +250,117 @@ def okta_export(
         f"{len(export.memberships)} memberships in {export.seconds:.1f} s with "
         f"{export.requests} requests ({waited:.1f} s paced) to {out}"
     )
+
+
+@app.command("sync")
+def sync(
+    config: Annotated[Path, typer.Option("--config", help="The scimflow YAML configuration.")],
+    targets: Annotated[
+        list[str] | None, typer.Option("--target", help="Only this target (repeatable).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, write nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Override the deletion guard.")] = False,
+) -> None:
+    """One full reconcile from Okta to the targets, without Airflow (the code the DAGs run)."""
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from scimflow.errors import ScimflowError
+    from scimflow.okta.source import OktaSettings, OktaSource
+    from scimflow.scim.config import load_config
+    from scimflow.scim.sync import TargetReport, sync_target
+    from scimflow.state.store import StateStore
+
+    try:
+        cfg = load_config(config)
+    except ScimflowError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    chosen = [t for t in cfg.targets if not targets or t.name in targets]
+    unknown = set(targets or []) - {t.name for t in cfg.targets}
+    if unknown:
+        raise typer.BadParameter(f"no target named {', '.join(sorted(unknown))} in {config}")
+    run_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    store = StateStore(cfg.state.resolved_url())
+    store.migrate()
+    okta = OktaSettings(org_url=str(cfg.okta.org_url), token=cfg.okta.token.resolve())
+
+    async def export():  # type: ignore[no-untyped-def]
+        async with OktaSource(okta) as source:
+            return await source.export()
+
+    with console.status("exporting Okta ..."):
+        data = asyncio.run(export())
+    console.print(
+        f"Okta: {len(data.users)} users, {len(data.groups)} groups, "
+        f"{len(data.memberships)} memberships ({data.requests} requests, {data.seconds:.1f} s)"
+    )
+    reports: dict[str, TargetReport | Exception] = {}
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console) as progress:
+        tasks = {t.name: progress.add_task(f"{t.name}: starting", total=None) for t in chosen}
+
+        def one(target):  # type: ignore[no-untyped-def]
+            def say(msg: str) -> None:
+                progress.update(tasks[target.name], description=msg)
+
+            try:
+                reports[target.name] = sync_target(
+                    target, data.users, data.groups, data.memberships, store,
+                    run_id=run_id, cause=f"sync:{run_id}", dry_run=dry_run, force=force,
+                    on_progress=say,
+                )
+                say(f"{target.name}: done")
+            except ScimflowError as exc:
+                reports[target.name] = exc
+                say(f"{target.name}: [red]failed[/]")
+
+        with ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
+            list(pool.map(one, chosen))
+    _print_reports(reports, dry_run)
+    if any(isinstance(r, Exception) or r.failed for r in reports.values()):
+        raise typer.Exit(1)
+
+
+def _print_reports(reports, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
+    title = "plan (dry run: nothing written)" if dry_run else "sync"
+    table = Table(title=title)
+    for col in ("target", "created", "linked", "updated", "deactivated", "deleted", "groups",
+                "members", "parked", "failed", "seconds"):
+        table.add_column(col)
+    for name, report in sorted(reports.items()):
+        if isinstance(report, Exception):
+            table.add_row(name, *["-"] * 9, f"[red]{report}[/]")
+            continue
+        counts = report.planned if dry_run else report.applied
+
+        def n(*actions: str) -> str:
+            total = 0
+            for key, value in counts.items():
+                action, _, result = key.partition(":")
+                if action in actions and result in ("", "applied", "linked"):
+                    total += value
+            return str(total)
+
+        table.add_row(
+            name, n("create"), n("link"), n("update"), n("deactivate"), n("delete"),
+            n("group_create", "group_update", "group_delete", "group_link"),
+            n("members_add", "members_remove"),
+            str(len(report.parked) + len(report.rejected)), str(len(report.failed)),
+            f"{report.seconds:.1f}",
+        )
+    console.print(table)
+    if dry_run:
+        for name, report in sorted(reports.items()):
+            if isinstance(report, Exception):
+                continue
+            for plan in report.plans:
+                for op in plan.operations[:50]:
+                    console.print(f"  {name}: {op.action} {op.kind} {op.okta_id} {op.reason}")
+                if len(plan.operations) > 50:
+                    console.print(f"  {name}: ... {len(plan.operations) - 50} more")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -170,16 +170,18 @@ def user_changes(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> list[
     ops: list[dict[str, Any]] = []
     for attr in _MANAGED_USER_ATTRS:
         d, a = desired.get(attr), actual.get(attr)
-        if _same(attr, d, a):
+        if d == a or _same(attr, d, a):  # plain equality first: the common, cheap case
             continue
         if d is None:
             ops.append({"op": "remove", "path": attr})
         else:
             ops.append({"op": "replace", "path": attr, "value": d})
     d_ext, a_ext = desired.get(ENTERPRISE) or {}, actual.get(ENTERPRISE) or {}
+    if d_ext == a_ext:
+        return ops
     for attr in _MANAGED_ENTERPRISE:
         d, a = d_ext.get(attr), a_ext.get(attr)
-        if _same(attr, d, a):
+        if d == a or _same(attr, d, a):
             continue
         path = f"{ENTERPRISE}:{attr}"
         ops.append(
