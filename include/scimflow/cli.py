@@ -258,7 +258,9 @@ def sync(
     targets: Annotated[
         list[str] | None, typer.Option("--target", help="Only this target (repeatable).")
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, write nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan, write nothing.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Override the deletion guard.")] = False,
 ) -> None:
     """One full reconcile from Okta to the targets, without Airflow (the code the DAGs run)."""
@@ -268,7 +270,7 @@ def sync(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from scimflow.errors import ScimflowError
-    from scimflow.okta.source import OktaSettings, OktaSource
+    from scimflow.okta.source import OktaExport, OktaSettings, OktaSource
     from scimflow.scim.config import load_config
     from scimflow.scim.sync import TargetReport, sync_target
     from scimflow.state.store import StateStore
@@ -287,7 +289,7 @@ def sync(
     store.migrate()
     okta = OktaSettings(org_url=str(cfg.okta.org_url), token=cfg.okta.token.resolve())
 
-    async def export():  # type: ignore[no-untyped-def]
+    async def export() -> OktaExport:
         async with OktaSource(okta) as source:
             return await source.export()
 
@@ -298,8 +300,9 @@ def sync(
         f"{len(data.memberships)} memberships ({data.requests} requests, {data.seconds:.1f} s)"
     )
     reports: dict[str, TargetReport | Exception] = {}
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console) as progress:
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as progress:
         tasks = {t.name: progress.add_task(f"{t.name}: starting", total=None) for t in chosen}
 
         def one(target):  # type: ignore[no-untyped-def]
@@ -308,8 +311,15 @@ def sync(
 
             try:
                 reports[target.name] = sync_target(
-                    target, data.users, data.groups, data.memberships, store,
-                    run_id=run_id, cause=f"sync:{run_id}", dry_run=dry_run, force=force,
+                    target,
+                    data.users,
+                    data.groups,
+                    data.memberships,
+                    store,
+                    run_id=run_id,
+                    cause=f"sync:{run_id}",
+                    dry_run=dry_run,
+                    force=force,
                     on_progress=say,
                 )
                 say(f"{target.name}: done")
@@ -327,8 +337,19 @@ def sync(
 def _print_reports(reports, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
     title = "plan (dry run: nothing written)" if dry_run else "sync"
     table = Table(title=title)
-    for col in ("target", "created", "linked", "updated", "deactivated", "deleted", "groups",
-                "members", "parked", "failed", "seconds"):
+    for col in (
+        "target",
+        "created",
+        "linked",
+        "updated",
+        "deactivated",
+        "deleted",
+        "groups",
+        "members",
+        "parked",
+        "failed",
+        "seconds",
+    ):
         table.add_column(col)
     for name, report in sorted(reports.items()):
         if isinstance(report, Exception):
@@ -336,7 +357,7 @@ def _print_reports(reports, dry_run: bool) -> None:  # type: ignore[no-untyped-d
             continue
         counts = report.planned if dry_run else report.applied
 
-        def n(*actions: str) -> str:
+        def n(*actions: str, counts: dict[str, int] = counts) -> str:
             total = 0
             for key, value in counts.items():
                 action, _, result = key.partition(":")
@@ -345,10 +366,16 @@ def _print_reports(reports, dry_run: bool) -> None:  # type: ignore[no-untyped-d
             return str(total)
 
         table.add_row(
-            name, n("create"), n("link"), n("update"), n("deactivate"), n("delete"),
+            name,
+            n("create"),
+            n("link"),
+            n("update"),
+            n("deactivate"),
+            n("delete"),
             n("group_create", "group_update", "group_delete", "group_link"),
             n("members_add", "members_remove"),
-            str(len(report.parked) + len(report.rejected)), str(len(report.failed)),
+            str(len(report.parked) + len(report.rejected)),
+            str(len(report.failed)),
             f"{report.seconds:.1f}",
         )
     console.print(table)

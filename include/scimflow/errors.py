@@ -12,11 +12,11 @@ own family so that callers classify an error once, by what should happen next:
 from __future__ import annotations
 
 __all__ = [
+    "DeletionGuardError",
     "OktaAuthError",
     "OktaError",
     "OktaPageError",
     "PreflightError",
-    "DeletionGuardError",
     "ScimConflictError",
     "ScimError",
     "ScimNotFoundError",

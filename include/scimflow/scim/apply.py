@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -354,7 +354,9 @@ class Executor:
         with ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix=f"scim-{plan.target}"
         ) as pool:
-            futures = [pool.submit(self._user, op) for op in user_ops]
+            futures: list[Future[Outcome | list[Outcome]]] = [
+                pool.submit(self._user, op) for op in user_ops
+            ]
             futures += [
                 pool.submit(self._group_ops, ops, user_links or {}) for ops in groups.values()
             ]

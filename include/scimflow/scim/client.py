@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -90,7 +90,9 @@ class OAuth2ClientCredentials(httpx2.Auth):
                 self._token = self._fetch()
             return self._token
 
-    def auth_flow(self, request: httpx2.Request) -> Iterator[httpx2.Request]:
+    def auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
         request.headers["Authorization"] = f"Bearer {self._current()}"
         response = yield request
         if response.status_code == 401:
@@ -323,7 +325,7 @@ class ScimTarget:
             for resource in candidates:
                 found = resource.get(attr)
                 if isinstance(found, str) and found.lower() == value.lower():
-                    return resource
+                    return dict(resource)
         return None
 
     def find_group(self, display_name: str) -> dict[str, Any] | None:

@@ -1,0 +1,1 @@
+"""The state store's Alembic revisions, oldest first (``0001_initial``, ...)."""
