@@ -189,3 +189,38 @@ def test_the_audit_log_fails_to_verify_after_a_row_is_altered(
     engine.dispose()
     verdict = store.verify_audit()
     assert not verdict.ok and verdict.first_bad_seq == 2
+
+
+def test_transient_5xx_and_429_between_client_and_server_are_retried(
+    scim_tenant, store: StateStore
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.fault_proxy import FaultProxy
+
+    base_url, token = scim_tenant
+    origin, path = base_url.rsplit("/", 2)[0], "/" + "/".join(base_url.rsplit("/", 2)[1:])
+    with FaultProxy(upstream=origin) as proxy:
+        target = ScimTarget("app", proxy.url + path, headers={"Authorization": f"Bearer {token}"})
+        target.discover()
+        proxy.fail_rate(0.3, statuses=(500, 502, 503, 429), seed=11, retry_after=0)
+        proxy.fail_next(2, status=503, body="html")  # a proxy's HTML error page, not SCIM JSON
+        desired = people(20)
+        plan = sync(target, store, desired)
+        assert plan.counts() == {"create": 20}
+        injected = proxy.stats()["injected"]
+        assert sum(injected.values()) >= 5 and "429" in {str(k) for k in injected}
+        proxy.clear()
+        assert_equal(target, desired)
+        assert not sync(target, store, desired)
+
+        # the worst case: the POST reached the server, the client saw a 502 and retried
+        proxy.fail_after_forward(3, methods=("POST",))
+        more = people(24)
+        sync(target, store, more)
+        proxy.clear()
+        assert_equal(target, more)  # no duplicates: the retried creates met 409 and linked
+        assert len(list(target.list_resources("Users"))) == 24
+        outcomes = Counter(
+            r["outcome"] for r in store.audit("app", limit=500) if r["operation"] == "create"
+        )
+        assert outcomes["linked"] == 3
+        target.close()

@@ -21,13 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pyrate_limiter import Duration, Limiter, Rate
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from scimflow.errors import (
     ScimConflictError,
@@ -35,7 +28,7 @@ from scimflow.errors import (
     ScimRejectedError,
     ScimTransientError,
 )
-from scimflow.scim.client import ScimTarget, last_status
+from scimflow.scim.client import ScimTarget, last_status, retrying
 from scimflow.scim.plan import DEPROVISIONED_HASH, PENDING, Operation, Plan
 
 __all__ = ["ApplyResult", "Executor", "Outcome"]
@@ -84,17 +77,6 @@ class ApplyResult:
         self.seconds += other.seconds
 
 
-_BACKOFF = wait_exponential_jitter(multiplier=0.2, max=30, jitter=0.5)
-
-
-def _wait(retry_state: RetryCallState) -> float:
-    """Exponential backoff with jitter, but never sooner than the server's Retry-After."""
-    backoff = _BACKOFF(retry_state)
-    exc = retry_state.outcome.exception() if retry_state.outcome else None
-    after = getattr(exc, "retry_after", None)
-    return max(backoff, float(after)) if after is not None else backoff
-
-
 class Executor:
     """Applies plans to one target; thread pool sized by the target's concurrency."""
 
@@ -126,13 +108,7 @@ class Executor:
 
     # -- one request with caps and retries ---------------------------------------------------
     def _send(self, fn: Callable[..., Any], *args: Any) -> Any:
-        for attempt in Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=_wait,
-            retry=retry_if_exception_type(ScimTransientError),
-            reraise=True,
-            sleep=self.sleep,
-        ):
+        for attempt in retrying(self.max_attempts, self.sleep):
             with attempt:
                 self._limiter.try_acquire(self.target.name)
                 return fn(*args)

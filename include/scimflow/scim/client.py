@@ -27,6 +27,13 @@ from scim2_client import (
 )
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_models import ServiceProviderConfig
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from scimflow.errors import (
     ScimConflictError,
@@ -109,6 +116,28 @@ def _remember(response: httpx2.Response) -> None:
     _last.retry_after = response.headers.get("Retry-After")
 
 
+_BACKOFF = wait_exponential_jitter(multiplier=0.2, max=30, jitter=0.5)
+
+
+def backoff(retry_state: RetryCallState) -> float:
+    """Exponential backoff with jitter, but never sooner than the server's Retry-After."""
+    wait = _BACKOFF(retry_state)
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    after = getattr(exc, "retry_after", None)
+    return max(wait, float(after)) if after is not None else wait
+
+
+def retrying(max_attempts: int, sleep: Callable[[float], None] = time.sleep) -> Retrying:
+    """Retries of transient failures: the one policy for reads here and writes in the executor."""
+    return Retrying(
+        stop=stop_after_attempt(max_attempts),
+        wait=backoff,
+        retry=retry_if_exception_type(ScimTransientError),
+        reraise=True,
+        sleep=sleep,
+    )
+
+
 def last_status() -> int | None:
     """The HTTP status of this thread's last response (for the audit log)."""
     return getattr(_last, "status", None)
@@ -171,9 +200,11 @@ class ScimTarget:
         timeout: float = 30.0,
         max_connections: int = 16,
         transport: httpx2.BaseTransport | None = None,
+        read_attempts: int = 5,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
+        self.read_attempts = read_attempts
         self.http = httpx2.Client(
             base_url=self.base_url,
             auth=auth,
@@ -268,7 +299,12 @@ class ScimTarget:
             body = resp.json()
             return body if isinstance(body, dict) else None
 
-        return self.call(what, send)
+        if method != "GET":
+            return self.call(what, send)  # writes: the executor retries, with its caps
+        for attempt in retrying(self.read_attempts):  # reads are safe to repeat
+            with attempt:
+                return self.call(what, send)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- reads -----------------------------------------------------------------------
     def list_resources(
