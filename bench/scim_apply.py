@@ -139,9 +139,7 @@ def planner(n: int) -> None:
         elapsed = time.monotonic() - t0
         assert plan.counts() == {"update": len(changed)}, plan.counts()
         grown = me.memory_info().rss / 2**20 - inputs
-        print(
-            f"  plan {name:26} {elapsed:6.2f} s  {len(plan.operations):,} ops, +{grown:,.0f} MiB"
-        )
+        print(f"  plan {name:26} {elapsed:6.2f} s  {len(plan.operations):,} ops, +{grown:,.0f} MiB")
         del plan
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
