@@ -12,6 +12,7 @@ import atexit
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,3 +154,19 @@ def scim_tenant(_tenant_server):  # type: ignore[no-untyped-def]
 
     port, token = _tenant_server
     return f"http://127.0.0.1:{port}/t{uuid.uuid4().hex[:12]}/v2", token
+
+
+def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
+    """No process started by the tests outlives them: report and stop any left behind."""
+    from scimflow.services import process
+
+    for pid, child in list(process._CHILDREN.items()):
+        if child.poll() is None:
+            print(f"\nleft running at the end of the tests, stopping: pid {pid} {child.args[:3]}")
+            child.terminate()
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        process._CHILDREN.pop(pid, None)
