@@ -7,11 +7,14 @@ own family so that callers classify an error once, by what should happen next:
   could not be installed, started, reached or stopped. Stop and report.
 - :class:`StateStoreError`: the state store (links, parked records, audit log) could
   not be reached, migrated, read or written. Stop: the run's writes cannot be recorded.
+- :class:`ConfigError`: the configuration file is missing or invalid, or a secret it
+  references cannot be resolved. Stop and fix the configuration or the environment.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ConfigError",
     "DeletionGuardError",
     "OktaAuthError",
     "OktaError",
@@ -132,4 +135,17 @@ class StateStoreError(ScimflowError):
     def __init__(self, operation: str, reason: str) -> None:
         super().__init__(f"state store {operation}: {reason}")
         self.operation = operation
+        self.reason = reason
+
+
+class ConfigError(ScimflowError):
+    """The configuration is invalid, or a secret it references cannot be resolved.
+
+    ``source`` is the file (or the reference) at fault, ``reason`` names the key path and
+    what is wrong with it; neither ever carries a secret value.
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
         self.reason = reason

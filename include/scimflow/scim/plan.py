@@ -53,22 +53,39 @@ Action = Literal[
 
 
 class DesiredUserLike(Protocol):
-    okta_id: str
-    payload: dict[str, Any]
-    fingerprint: str
-    active: bool
-    manager_okta_id: str | None
+    @property
+    def okta_id(self) -> str: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def active(self) -> bool: ...
+
+    @property
+    def manager_okta_id(self) -> str | None: ...
 
 
 class DesiredGroupLike(Protocol):
-    okta_id: str
-    display_name: str
-    member_okta_ids: frozenset[str]
+    @property
+    def okta_id(self) -> str: ...
+
+    @property
+    def display_name(self) -> str: ...
+
+    @property
+    def member_okta_ids(self) -> frozenset[str]: ...
 
 
 class LinkLike(Protocol):
-    scim_id: str
-    pushed_hash: str | None
+    @property
+    def scim_id(self) -> str: ...
+
+    @property
+    def pushed_hash(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,111 @@
+"""``scimflow sync`` end to end, in its own process: the Okta emulator → two SCIM targets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from scimflow.state.store import StateStore
+
+pytestmark = pytest.mark.integration
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "scimflow"
+    return subprocess.run(
+        [str(exe), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
+        check=False,
+    )
+
+
+def users_in(base_url: str, token: str) -> list[dict]:
+    page = httpx.get(
+        f"{base_url}/Users", params={"count": 1000}, headers={"Authorization": f"Bearer {token}"}
+    ).json()
+    return page.get("Resources", [])
+
+
+def test_sync_dry_run_then_converge_then_nothing_to_do(
+    okta_emulator, scim_tenant, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    okta = okta_emulator(users=60, groups=4, seed=5)
+    d = okta.state.directory
+    engineering = d.groups[d.group_ids[0]]["profile"]["name"]
+    base_a, token = scim_tenant
+    base_b = base_a.rsplit("/", 2)[0] + "/b" + base_a.rsplit("/", 2)[1] + "/v2"
+    state = tmp_path / "state.db"
+    config = tmp_path / "scimflow.yaml"
+    config.write_text(f"""
+okta:
+  org_url: {okta.url}
+  token: {{env: OKTA_API_TOKEN}}
+state:
+  url: sqlite:///{state}
+targets:
+  - name: app-a
+    base_url: {base_a}
+    auth: {{type: bearer, token: {{env: APP_TOKEN}}}}
+    deletion_guard: {{max_share: 0.5, min_users: 10}}
+  - name: app-b
+    base_url: {base_b}
+    auth: {{type: bearer, token: {{env: APP_TOKEN}}}}
+    scope: {{groups: ["{engineering}"], statuses: [ACTIVE]}}
+    deprovision: delete
+    push_groups: false
+""")
+    env = {"OKTA_API_TOKEN": "emulator-token", "APP_TOKEN": token, "COLUMNS": "200"}
+
+    dry = run_cli("sync", "--config", str(config), "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "dry run" in dry.stdout and "create User" in dry.stdout
+    assert users_in(base_a, token) == [] and users_in(base_b, token) == []
+
+    first = run_cli("sync", "--config", str(config), env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    in_okta = {u["profile"]["login"] for u in d.users.values()}
+    a = {u["userName"] for u in users_in(base_a, token)}
+    assert a == in_okta  # every user, deprovisioned ones as inactive
+    members = d.members[d.group_ids[0]]
+    expected_b = {
+        d.users[u]["profile"]["login"] for u in members if d.users[u]["status"] == "ACTIVE"
+    }
+    assert {u["userName"] for u in users_in(base_b, token)} == expected_b
+    inactive = {u["userName"] for u in users_in(base_a, token) if u.get("active") is False}
+    assert inactive == {
+        u["profile"]["login"]
+        for u in d.users.values()
+        if u["status"] in ("STAGED", "SUSPENDED", "DEPROVISIONED")
+    }
+    groups = httpx.get(f"{base_a}/Groups", headers={"Authorization": f"Bearer {token}"}).json()
+    assert {g["displayName"] for g in groups.get("Resources", [])} == {
+        g["profile"]["name"] for g in d.groups.values()
+    }
+
+    store = StateStore(f"sqlite:///{state}")
+    writes = len(store.audit(limit=100_000))
+    second = run_cli("sync", "--config", str(config), env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert len(store.audit(limit=100_000)) == writes  # converged: nothing written
+    verify = run_cli("audit", "verify", "--url", f"sqlite:///{state}", env=env)
+    assert verify.returncode == 0 and "OK" in verify.stdout
+
+    # a mover in Okta: the next sync updates exactly that user, in both targets when in scope
+    mover = next(iter(members & {u for u in d.user_ids if d.users[u]["status"] == "ACTIVE"}))
+    d.update_profile(mover, {"title": "Chief Architect"})
+    third = run_cli("sync", "--config", str(config), env=env)
+    assert third.returncode == 0, third.stdout + third.stderr
+    new = store.audit(limit=100_000)[: len(store.audit(limit=100_000)) - writes]
+    assert sorted((r["target"], r["operation"], r["okta_id"]) for r in new) == [
+        ("app-a", "update", mover),
+        ("app-b", "update", mover),
+    ]
+    for secret in ("emulator-token", token):
+        assert secret not in first.stdout + first.stderr + third.stdout + third.stderr
