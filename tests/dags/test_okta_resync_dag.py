@@ -1,0 +1,221 @@
+"""``okta_resync`` by ``dag.test()``: the Okta emulator, two SCIM targets, PostgreSQL state."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def state_url(postgres):  # type: ignore[no-untyped-def]
+    """A fresh PostgreSQL database for this test's state store."""
+    name = f"state_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(postgres.url()).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture()
+def world(okta_emulator, scim_tenant, state_url, tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
+    okta = okta_emulator(users=40, groups=3, seed=9)
+    base_a, token = scim_tenant
+    base_b = base_a.replace("/t", "/b", 1)
+    config = tmp_path / "scimflow.yaml"
+    monkeypatch.setenv("OKTA_API_TOKEN", "emulator-token")
+    monkeypatch.setenv("APP_TOKEN", token)
+    monkeypatch.setenv("SCIMFLOW_TEST_STATE_URL", state_url)
+    monkeypatch.setenv("SCIMFLOW_DATA", str(tmp_path / "data"))
+
+    def write(b_url: str = base_b) -> None:
+        config.write_text(f"""
+okta: {{org_url: "{okta.url}", token: {{env: OKTA_API_TOKEN}}}}
+state: {{url: {{env: SCIMFLOW_TEST_STATE_URL}}}}
+targets:
+  - name: app-a
+    base_url: {base_a}
+    auth: {{type: bearer, token: {{env: APP_TOKEN}}}}
+    deletion_guard: {{max_share: 0.3, min_users: 10}}
+  - name: app-b
+    base_url: {b_url}
+    auth: {{type: bearer, token: {{env: APP_TOKEN}}}}
+""")
+
+    write()
+    return {
+        "okta": okta,
+        "config": config,
+        "a": base_a,
+        "b": base_b,
+        "token": token,
+        "write": write,
+        "state": state_url,
+    }
+
+
+@pytest.fixture()
+def dag(dagbag):  # type: ignore[no-untyped-def]
+    """The DAG with retries off: these tests want each run's verdict, not the retries' waits."""
+    dag = dagbag.get_dag("okta_resync")
+    saved = {t.task_id: t.retries for t in dag.tasks}
+    for t in dag.tasks:
+        t.retries = 0
+    yield dag
+    for t in dag.tasks:
+        t.retries = saved[t.task_id]
+
+
+def run(dag, world, **conf: Any):  # type: ignore[no-untyped-def]
+    # every param said each time: a run's conf must not leak into the next test's run
+    defaults = {"targets": [], "dry_run": False, "force": False, "max_failed_share": 0.05}
+    return dag.test(run_conf={**defaults, "config_path": str(world["config"]), **conf})
+
+
+def states(run) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {
+        (ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): str(ti.state)
+        for ti in run.get_task_instances()
+    }
+
+
+def xcom(run, task_id: str, map_index: int = -1) -> Any:  # type: ignore[no-untyped-def]
+    ti = next(
+        t for t in run.get_task_instances() if t.task_id == task_id and t.map_index == map_index
+    )
+    return ti.xcom_pull(task_ids=task_id, map_indexes=map_index)
+
+
+def users(base: str, token: str) -> list[dict]:
+    resp = httpx.get(
+        f"{base}/Users", params={"count": 1000}, headers={"Authorization": f"Bearer {token}"}
+    )
+    return resp.json().get("Resources", [])
+
+
+def test_converges_from_empty_then_writes_nothing(airflow_db, dag, world) -> None:  # type: ignore[no-untyped-def]
+    d = world["okta"].state.directory
+    first = run(dag, world)
+    assert str(first.state) == "success", states(first)
+    logins = {u["profile"]["login"] for u in d.users.values()}
+    for base in (world["a"], world["b"]):
+        assert {u["userName"] for u in users(base, world["token"])} == logins
+    summary = xcom(first, "sync_target", 0)
+    assert summary["writes"] > 40 and summary["failed"] == 0
+    report = Path(xcom(first, "report")).read_text()
+    assert "| app-a | applied |" in report and "| app-b | applied |" in report
+
+    second = run(dag, world)
+    assert str(second.state) == "success", states(second)
+    assert [xcom(second, "sync_target", i)["writes"] for i in (0, 1)] == [0, 0]
+
+    # drift made by hand in a target is repaired by the next run
+    victim = users(world["a"], world["token"])[0]
+    httpx.delete(
+        f"{world['a']}/Users/{victim['id']}", headers={"Authorization": f"Bearer {world['token']}"}
+    )
+    third = run(dag, world)
+    assert str(third.state) == "success"
+    assert victim["userName"] in {u["userName"] for u in users(world["a"], world["token"])}
+    applied = xcom(third, "sync_target", 0)["applied"]
+    assert applied.pop("create:applied") == 1
+    # its groups now point at the new SCIM id: one add and one remove per group it is in
+    assert set(applied) <= {"members_add:applied", "members_remove:applied"}
+    assert applied.get("members_add:applied", 0) == applied.get("members_remove:applied", 0)
+
+
+def test_a_record_failing_validation_is_quarantined_and_the_others_pushed(
+    airflow_db, dag, world
+) -> None:  # type: ignore[no-untyped-def]
+    d = world["okta"].state.directory
+    bad = d.user_ids[3]
+    d.users[bad]["profile"]["email"] = "not-an-email"
+    result = run(dag, world)
+    assert str(result.state) == "success", states(result)
+    quality = xcom(result, "validate")
+    assert quality["quarantined_users"] == 1
+    report = Path(quality["report"]).read_text()
+    assert bad in report and "not-an-email" not in report  # ids and reasons, never values
+    pushed = {u["userName"] for u in users(world["a"], world["token"])}
+    assert d.users[bad]["profile"]["login"] not in pushed and len(pushed) == len(d.users) - 1
+    from scimflow.state.store import StateStore
+
+    with StateStore(world["state"]) as store:
+        parked = store.parked("app-a")
+    assert [p.okta_id for p in parked] == [bad] and "email" in parked[0].reason
+
+
+def test_a_dry_run_writes_nothing_and_shows_the_plan(airflow_db, dag, world) -> None:  # type: ignore[no-untyped-def]
+    result = run(dag, world, dry_run=True, targets=["app-a"])
+    assert str(result.state) == "success", states(result)
+    summary = xcom(result, "sync_target", 0)
+    assert summary["dry_run"] and summary["writes"] == 0
+    assert summary["planned"]["create"] == 40
+    assert any(line.startswith("create User ") for line in summary["plan"])
+    assert users(world["a"], world["token"]) == [] and users(world["b"], world["token"]) == []
+
+
+def test_the_deletion_guard_stops_a_run_when_okta_returns_far_fewer_users(
+    airflow_db, dag, world
+) -> None:  # type: ignore[no-untyped-def]
+    assert str(run(dag, world, targets=["app-a"]).state) == "success"
+    before = sorted((u["userName"], u.get("active")) for u in users(world["a"], world["token"]))
+    d = world["okta"].state.directory
+    for uid in list(d.user_ids)[-24:]:  # 60% of the users vanish from Okta (not the managers)
+        if uid in d.users:
+            if d.users[uid]["status"] != "DEPROVISIONED":
+                d.lifecycle(uid, "deactivate")
+            d.delete_user(uid)
+    result = run(dag, world, targets=["app-a"])
+    assert states(result)["sync_target[0]"] == "failed"
+    after = sorted((u["userName"], u.get("active")) for u in users(world["a"], world["token"]))
+    assert after == before  # the guard stopped it before any write
+
+
+def test_a_target_that_is_down_fails_only_its_task_and_converges_when_back(
+    airflow_db, dag, world
+) -> None:  # type: ignore[no-untyped-def]
+    with socket_free_port() as port:
+        world["write"](b_url=f"http://127.0.0.1:{port}/down/v2")  # nothing listens there
+    result = run(dag, world)
+    s = states(result)
+    assert s.get("sync_target[0]") == "success" and s.get("sync_target[1]") == "failed", s
+    assert s["report"] == "success"  # the report still runs, for the targets that worked
+    assert len(users(world["a"], world["token"])) == 40
+    world["write"]()  # back
+    again = run(dag, world)
+    assert str(again.state) == "success", states(again)
+    assert len(users(world["b"], world["token"])) == 40
+
+
+class socket_free_port:
+    def __enter__(self) -> int:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        return int(self.sock.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+def test_lineage_assets_are_declared(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.get_dag("okta_resync")
+    export = dag.get_task("export")
+    assert {a.uri for a in export.inlets} == {"okta://okta/users", "okta://okta/groups"}
+    assert [a.uri for a in export.outlets] == ["file:///scimflow/snapshots/okta"]
+    sync = dag.get_task("sync_target")
+    assert [getattr(o, "name", None) for o in sync.outlets] == ["scim_targets"]
+    _ = json  # the module uses json in helpers of later tests
