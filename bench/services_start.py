@@ -46,6 +46,7 @@ def settings_for(home: Path, cache: Path) -> ServicesSettings:
         postgres_port=free_port(),
         scim_ports={"scim-a": free_port(), "scim-b": free_port()},
         airflow_port=free_port(),
+        okta_port=free_port(),
     )
 
 

@@ -61,6 +61,9 @@ def stack() -> Iterator[Stack]:  # noqa: F821 - imported lazily
         postgres_port=_free_port(),
         scim_ports={"scim-a": _free_port(), "scim-b": _free_port()},
         airflow_port=_free_port(),
+        okta_port=_free_port(),
+        okta_users=200,
+        okta_groups=10,
     )
     stack = Stack(settings)
     try:

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -123,7 +123,7 @@ def demo(
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="Keep running until Ctrl-C.")
     ] = True,
-    dag_id: Annotated[str, typer.Option(help="The DAG the demo triggers.")] = "scimflow_preflight",
+    dag_id: Annotated[str, typer.Option(help="The DAG the demo triggers.")] = "okta_resync",
 ) -> None:
     """Start the whole local stack with Airflow, trigger the demo DAG, report, keep running."""
     from scimflow.demo import AirflowApi
@@ -137,6 +137,13 @@ def demo(
         run_id = api.trigger(dag_id)
         console.print(f"triggered {dag_id} run {run_id}; waiting ...")
         result = api.wait_for_run(dag_id, run_id)
+        summaries = [
+            api.xcom(dag_id, run_id, "sync_target", i)
+            for i, (task_id, _state) in enumerate(
+                t for t in result.tasks if t[0].startswith("sync_target[")
+            )
+        ]
+        report_path = api.xcom(dag_id, run_id, "report")
     finally:
         api.close()
     table = Table(title=f"{dag_id}: {result.state} in {result.seconds:.1f} s")
@@ -145,6 +152,7 @@ def demo(
     for task_id, state in result.tasks:
         table.add_row(task_id, state)
     console.print(table)
+    _print_target_summaries([s for s in summaries if s], report_path)
     console.print(
         f"Airflow UI: {stack.airflow.address}  login: admin / "
         f"password in {stack.settings.secrets / 'airflow-admin.password'}"
@@ -163,6 +171,42 @@ def demo(
         pass
     finally:
         services_down(names=None, with_airflow=True)
+
+
+def _print_target_summaries(summaries: list[dict[str, Any]], report_path: str | None) -> None:
+    if not summaries:
+        return
+    table = Table(title="per target")
+    for col in (
+        "target",
+        "created",
+        "updated",
+        "deactivated",
+        "linked",
+        "group writes",
+        "parked",
+        "seconds",
+    ):
+        table.add_column(col)
+    for s in summaries:
+        applied = s.get("applied", {})
+
+        def n(*actions: str, applied: dict[str, int] = applied) -> str:
+            return str(sum(v for k, v in applied.items() if k.split(":")[0] in actions))
+
+        table.add_row(
+            s["target"],
+            n("create"),
+            n("update"),
+            n("deactivate", "delete"),
+            n("link"),
+            n("group_create", "group_update", "group_delete", "members_add", "members_remove"),
+            str(s.get("parked", 0)),
+            str(s.get("seconds")),
+        )
+    console.print(table)
+    if report_path:
+        console.print(f"drift report: {report_path}")
 
 
 @emulator_app.command("serve")

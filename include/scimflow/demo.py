@@ -1,8 +1,7 @@
 """The local demo: the whole stack up, a DAG run triggered through Airflow's REST API.
 
-Until the sync pipeline exists, the demo runs ``scimflow_preflight``: it proves that
-Airflow parsed the DAGs and that its tasks reach Kafka, PostgreSQL and both SCIM
-targets through the connections the stack gives Airflow.
+The demo runs ``okta_resync``: a full reconcile from the Okta emulator (seeded with
+2,000 users and 100 groups) to both SCIM targets, and reports what each target got.
 """
 
 from __future__ import annotations
@@ -91,6 +90,17 @@ class AirflowApi:
             for ti in tis.get("task_instances", [])
         )
         return DagRunResult(dag_id, run_id, str(run["state"]), time.monotonic() - t0, tasks)
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
+        """A task's return value, or None."""
+        resp = self._call(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
+            params={"map_index": map_index, "deserialize": "true"},
+        )
+        if resp.status_code == 404:
+            return None
+        return resp.json().get("value")
 
     def close(self) -> None:
         self._http.close()

@@ -25,6 +25,7 @@ def _run(stack, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore
             "SCIMFLOW_SCIM_A_PORT": str(s.scim_ports["scim-a"]),
             "SCIMFLOW_SCIM_B_PORT": str(s.scim_ports["scim-b"]),
             "SCIMFLOW_AIRFLOW_PORT": str(s.airflow_port),
+            "SCIMFLOW_OKTA_PORT": str(s.okta_port),
         }
     )
     exe = Path(sys.executable).parent / "scimflow"
@@ -38,7 +39,7 @@ def _row(output: str, name: str) -> str:
 
 
 def test_status_up_down_round_trip(stack, kafka, postgres, scim_targets) -> None:  # type: ignore[no-untyped-def]
-    status = _run(stack, "status", "--no-airflow")
+    status = _run(stack, "status", "kafka", "postgres", "scim-a", "scim-b")
     assert status.returncode == 0, status.stdout + status.stderr
     for name in ("kafka", "postgres", "scim-a", "scim-b"):
         assert "healthy" in _row(status.stdout, name)
@@ -69,3 +70,24 @@ def test_an_unknown_service_is_refused(stack) -> None:  # type: ignore[no-untype
     result = _run(stack, "up", "zookeeper")
     assert result.returncode == 2
     assert "unknown service zookeeper" in result.stdout + result.stderr
+
+
+def test_the_okta_emulator_service_and_the_stack_configuration(stack) -> None:  # type: ignore[no-untyped-def]
+    from scimflow.scim.config import load_config
+    from scimflow.services.okta import stack_environment, write_stack_config
+
+    okta = stack.services["okta"]
+    assert okta.start() is True
+    status = _run(stack, "status", "okta")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "200 users, 10 groups" in _row(status.stdout, "okta")
+    assert okta.token() not in status.stdout
+
+    path = write_stack_config(stack.settings)
+    env = stack_environment(stack.settings)
+    text = path.read_text()
+    assert not any(secret in text for secret in env.values() if secret != env["SCIMFLOW_CONFIG"])
+    config = load_config(path)
+    assert [t.name for t in config.targets] == ["scim-a", "scim-b"]
+    assert str(config.okta.org_url).startswith(okta.address)
+    assert okta.stop() is True

@@ -10,6 +10,7 @@ from __future__ import annotations
 from scimflow.services.airflow import AirflowStandalone
 from scimflow.services.base import Service, ServiceStatus
 from scimflow.services.kafka import EVENTS_DLQ_TOPIC, EVENTS_TOPIC, KafkaBroker, ensure_topics
+from scimflow.services.okta import OktaEmulator
 from scimflow.services.postgres import PostgresServer
 from scimflow.services.scim import ScimServer
 from scimflow.services.settings import ServicesSettings
@@ -19,6 +20,7 @@ __all__ = [
     "EVENTS_TOPIC",
     "AirflowStandalone",
     "KafkaBroker",
+    "OktaEmulator",
     "PostgresServer",
     "ScimServer",
     "Service",
@@ -28,7 +30,7 @@ __all__ = [
     "ensure_topics",
 ]
 
-CORE = ("kafka", "postgres", "scim-a", "scim-b")
+CORE = ("kafka", "postgres", "okta", "scim-a", "scim-b")
 
 
 class Stack:
@@ -37,6 +39,7 @@ class Stack:
     def __init__(self, settings: ServicesSettings) -> None:
         self.settings = settings
         services: list[Service] = [KafkaBroker(settings), PostgresServer(settings)]
+        services.append(OktaEmulator(settings))
         services += [ScimServer(settings, name) for name in settings.scim_ports]
         services.append(AirflowStandalone(settings))
         self.services: dict[str, Service] = {s.name: s for s in services}

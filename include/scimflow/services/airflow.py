@@ -105,6 +105,11 @@ class AirflowStandalone(Service):
             self.airflow_home, self.settings.dags_folder, fernet_key=self._fernet_key()
         )
         env.update(self.connections())
+        from scimflow.services.okta import stack_environment, write_stack_config
+
+        write_stack_config(self.settings)
+        env.update(stack_environment(self.settings))
+        env["SCIMFLOW_DATA"] = str(self.settings.home / "data")
         # standalone starts its components as `airflow ...` subprocesses: find ours first
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])

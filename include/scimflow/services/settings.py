@@ -44,6 +44,9 @@ class ServicesSettings:
     postgres_port: int = 15432
     scim_ports: dict[str, int] = field(default_factory=lambda: {"scim-a": 18081, "scim-b": 18082})
     airflow_port: int = 8080
+    okta_port: int = 8090
+    okta_users: int = 2000
+    okta_groups: int = 100
 
     @classmethod
     def from_env(cls) -> ServicesSettings:
@@ -63,6 +66,9 @@ class ServicesSettings:
                 "scim-b": _env_int("SCIMFLOW_SCIM_B_PORT", 18082),
             },
             airflow_port=_env_int("SCIMFLOW_AIRFLOW_PORT", 8080),
+            okta_port=_env_int("SCIMFLOW_OKTA_PORT", 8090),
+            okta_users=_env_int("SCIMFLOW_OKTA_USERS", 2000),
+            okta_groups=_env_int("SCIMFLOW_OKTA_GROUPS", 100),
         )
 
     @property
