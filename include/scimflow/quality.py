@@ -24,19 +24,10 @@ from typing import Any
 import pandas as pd
 
 from scimflow.errors import ScimflowError
+from scimflow.scim.config import OKTA_STATUSES
 
 __all__ = ["QualityGateError", "QualityResult", "validate_export"]
 
-OKTA_STATUSES = [
-    "STAGED",
-    "PROVISIONED",
-    "ACTIVE",
-    "RECOVERY",
-    "PASSWORD_EXPIRED",
-    "LOCKED_OUT",
-    "SUSPENDED",
-    "DEPROVISIONED",
-]
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
@@ -164,7 +155,7 @@ def validate_export(
             E.ExpectColumnValuesToBeUnique(column="email_lc"),
             E.ExpectColumnValuesToNotBeNull(column="first_name"),
             E.ExpectColumnValuesToNotBeNull(column="last_name"),
-            E.ExpectColumnValuesToBeInSet(column="status", value_set=OKTA_STATUSES),
+            E.ExpectColumnValuesToBeInSet(column="status", value_set=list(OKTA_STATUSES)),
             E.ExpectColumnValuesToBeInSet(column="manager_resolves", value_set=[True]),
         ],
     )
