@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -52,16 +52,6 @@ __all__ = [
     "load_config",
 ]
 
-OKTA_STATUSES = (
-    "STAGED",
-    "PROVISIONED",
-    "ACTIVE",
-    "RECOVERY",
-    "PASSWORD_EXPIRED",
-    "LOCKED_OUT",
-    "SUSPENDED",
-    "DEPROVISIONED",
-)
 OktaStatus = Literal[
     "STAGED",
     "PROVISIONED",
@@ -72,6 +62,7 @@ OktaStatus = Literal[
     "SUSPENDED",
     "DEPROVISIONED",
 ]
+OKTA_STATUSES: tuple[str, ...] = get_args(OktaStatus)  # the one list, derived
 
 
 class _Model(BaseModel):
