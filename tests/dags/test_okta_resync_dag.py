@@ -121,7 +121,10 @@ def test_converges_from_empty_then_writes_nothing(airflow_db, dag, world) -> Non
     assert [xcom(second, "sync_target", i)["writes"] for i in (0, 1)] == [0, 0]
 
     # drift made by hand in a target is repaired by the next run
-    victim = users(world["a"], world["token"])[0]
+    # the victim is a manager, so its reports must follow its new SCIM id
+    managers = {u["profile"].get("managerId") for u in d.users.values()} - {None}
+    manager_logins = {d.users[m]["profile"]["login"] for m in managers}
+    victim = next(u for u in users(world["a"], world["token"]) if u["userName"] in manager_logins)
     httpx.delete(
         f"{world['a']}/Users/{victim['id']}", headers={"Authorization": f"Bearer {world['token']}"}
     )
@@ -130,6 +133,10 @@ def test_converges_from_empty_then_writes_nothing(airflow_db, dag, world) -> Non
     assert victim["userName"] in {u["userName"] for u in users(world["a"], world["token"])}
     applied = xcom(third, "sync_target", 0)["applied"]
     assert applied.pop("create:applied") == 1
+    # its direct reports now name the new SCIM id as their manager: one update each
+    okta_id = next(u["id"] for u in d.users.values() if u["profile"]["login"] == victim["userName"])
+    reports = sum(1 for u in d.users.values() if u["profile"].get("managerId") == okta_id)
+    assert reports > 0 and applied.pop("update:applied") == reports
     # its groups now point at the new SCIM id: one add and one remove per group it is in
     assert set(applied) <= {"members_add:applied", "members_remove:applied"}
     assert applied.get("members_add:applied", 0) == applied.get("members_remove:applied", 0)
