@@ -41,9 +41,11 @@ __all__ = [
     "BasicAuth",
     "BearerAuth",
     "DeletionGuardConfig",
+    "KafkaConfig",
     "MappingConfig",
     "OAuth2Auth",
     "OktaConfig",
+    "ReceiverConfig",
     "ScimflowConfig",
     "ScopeConfig",
     "SecretRef",
@@ -274,12 +276,51 @@ class TargetConfig(_Model):
     mapping: MappingConfig = MappingConfig()
 
 
+class KafkaConfig(_Model):
+    """The Kafka cluster that carries Okta's change events.
+
+    ``okta.events`` is keyed by the Okta entity an event concerns; events that cannot be
+    routed go to the dead-letter topic with their reason. Topics are created idempotently
+    with ``partitions`` partitions. ``group`` is the consumer group of the ``okta_events``
+    DAG; ``batch_max`` bounds one micro-batch.
+    """
+
+    bootstrap_servers: str = Field(min_length=1)
+    topic: str = Field(default="okta.events", pattern=r"^[A-Za-z0-9._-]+$")
+    dlq_topic: str = Field(default="okta.events.dlq", pattern=r"^[A-Za-z0-9._-]+$")
+    partitions: int = Field(default=3, ge=1, le=1000)
+    group: str = Field(default="scimflow-okta-events", min_length=1)
+    batch_max: int = Field(default=5000, ge=1)
+
+
+class ReceiverConfig(_Model):
+    """The Okta Event Hook endpoint (``scimflow receiver``).
+
+    Okta sends the hook's secret verbatim in ``auth_header``; ``secret`` says where the
+    receiver finds the value to compare it with. A POST is answered 200 only after Kafka
+    acknowledged every event, and 503 when that takes longer than ``ack_timeout``
+    seconds (Okta gives up after 3 s and retries once).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8089, ge=1, le=65535)
+    path: str = Field(default="/okta/events", pattern=r"^/[A-Za-z0-9/_.-]*$")
+    auth_header: str = Field(default="Authorization", pattern=r"^[A-Za-z0-9-]+$")
+    secret: SecretRef
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    ack_timeout: float = Field(default=2.5, gt=0, le=30)
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+
+
 class ScimflowConfig(_Model):
     """The whole file."""
 
     okta: OktaConfig
     state: StateConfig
     targets: tuple[TargetConfig, ...] = Field(min_length=1)
+    kafka: KafkaConfig | None = None
+    receiver: ReceiverConfig | None = None
 
     @model_validator(mode="after")
     def _unique_target_names(self) -> ScimflowConfig:
