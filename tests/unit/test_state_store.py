@@ -87,9 +87,22 @@ def test_migrate_twice_creates_the_tables_once(db: Path) -> None:
         "scimflow_parked",
         "scimflow_audit",
         "scimflow_audit_head",
+        "scimflow_seen_events",
         "scimflow_alembic_version",
     }
-    assert _query(db, "SELECT version_num FROM scimflow_alembic_version") == [("0001",)]
+    assert _query(db, "SELECT version_num FROM scimflow_alembic_version") == [("0002",)]
+
+
+def test_seen_events_are_remembered_once_and_pruned(store: StateStore) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    store.mark_seen([("e1", now), ("e2", None)])
+    store.mark_seen([("e1", now), ("e3", now)])  # e1 again: kept, no error
+    assert store.unseen(["e1", "e2", "e3", "e4"]) == {"e4"}
+    assert store.prune_seen(now - timedelta(days=1)) == 0
+    assert store.prune_seen(now + timedelta(minutes=1)) == 3
+    assert store.unseen(["e1", "e4"]) == {"e1", "e4"}
 
 
 def test_an_unreachable_database_raises_state_store_error(tmp_path: Path) -> None:

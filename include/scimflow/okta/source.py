@@ -23,7 +23,15 @@ import pandas as pd
 
 from scimflow.errors import OktaAuthError, OktaError, OktaPageError
 
-__all__ = ["OktaExport", "OktaSettings", "OktaSource", "RatePacer", "groups_frame", "users_frame"]
+__all__ = [
+    "OktaExport",
+    "OktaSettings",
+    "OktaSource",
+    "RatePacer",
+    "groups_frame",
+    "memberships_frame",
+    "users_frame",
+]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +118,10 @@ def users_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def groups_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return _frame(rows, GROUP_COLUMNS)
+
+
+def memberships_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return _frame(rows, MEMBERSHIP_COLUMNS)
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -398,6 +410,27 @@ class OktaSource:
         for row in await asyncio.gather(*(one(u) for u in rest)):
             found[row["id"]] = row
         return users_frame([found[u] for u in wanted])
+
+    async def user_group_memberships(self, user_ids: Iterable[str]) -> pd.DataFrame:
+        """Every group each named user belongs to (one request a user), as memberships.
+
+        For targets scoped by group: a stream batch needs each changed user's groups to
+        know whether the user is in a target's scope. A user gone from Okta has none.
+        """
+        sem = asyncio.Semaphore(self.settings.concurrency)
+
+        async def one(uid: str) -> list[dict[str, str]]:
+            async with sem:
+                groups, resp, err = await self._call("user_other", "list_user_groups", uid)
+            if err is not None:
+                status = getattr(resp, "status", None) or getattr(err, "status", None)
+                if status == 404:
+                    return []
+                _raise_for(f"GET /api/v1/users/{uid}/groups", err, resp, page=False)
+            return [{"group_id": str(g.id), "user_id": uid} for g in groups or []]
+
+        rows = await asyncio.gather(*(one(u) for u in dict.fromkeys(user_ids)))
+        return memberships_frame([m for ms in rows for m in ms])
 
     async def hydrate_groups(self, group_ids: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The named groups' current state and members; a group gone from Okta comes back

@@ -15,7 +15,7 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -87,6 +87,7 @@ class Executor:
         *,
         run_id: str,
         cause: str,
+        causes: Mapping[str, str] | None = None,
         concurrency: int = 4,
         requests_per_second: float = 50.0,
         max_attempts: int = 5,
@@ -97,6 +98,8 @@ class Executor:
         self.store = store
         self.run_id = run_id
         self.cause = cause
+        # per Okta id, a more precise cause (the Okta event uuids that named it)
+        self.causes: Mapping[str, str] = causes or {}
         self.concurrency = concurrency
         self.max_attempts = max_attempts
         self.flush_every = flush_every
@@ -375,7 +378,7 @@ class Executor:
             entries.append(
                 AuditEntry(
                     run_id=self.run_id,
-                    cause=self.cause,
+                    cause=self.causes.get(okta_id, self.cause),
                     target=target,
                     operation="park" if o.result == "parked" else o.op.action,
                     kind=kind,

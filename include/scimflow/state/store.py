@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from scimflow.errors import StateStoreError
-from scimflow.state.tables import AUDIT, AUDIT_HEAD, LINKS, PARKED
+from scimflow.state.tables import AUDIT, AUDIT_HEAD, LINKS, PARKED, SEEN_EVENTS
 
 __all__ = [
     "GENESIS_HASH",
@@ -434,6 +434,45 @@ class StateStore:
             )
             for r in rows
         ]
+
+    # -- seen Okta events ---------------------------------------------------------------
+
+    def mark_seen(self, events: Iterable[tuple[str, datetime | None]]) -> None:
+        """Remember ``(uuid, published)`` of processed Okta events (already known: kept)."""
+        rows = {uuid: published for uuid, published in events}
+        if not rows:
+            return
+        now = _now()
+        values = [
+            {"uuid": u, "published": None if p is None else _utc(p), "seen_at": now}
+            for u, p in rows.items()
+        ]
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = insert(SEEN_EVENTS).on_conflict_do_nothing(index_elements=["uuid"])
+        with self._begin("mark events seen") as conn:
+            for start in range(0, len(values), _CHUNK):
+                conn.execute(stmt, values[start : start + _CHUNK])
+
+    def unseen(self, uuids: Iterable[str]) -> set[str]:
+        """The uuids among ``uuids`` that were never marked seen."""
+        wanted = set(uuids)
+        known: set[str] = set()
+        with self._begin("read seen events") as conn:
+            for batch in _chunks(wanted):
+                known |= set(
+                    conn.execute(
+                        sa.select(SEEN_EVENTS.c.uuid).where(SEEN_EVENTS.c.uuid.in_(batch))
+                    ).scalars()
+                )
+        return wanted - known
+
+    def prune_seen(self, older_than: datetime) -> int:
+        """Forget events seen before ``older_than`` (Okta keeps its System Log 90 days)."""
+        with self._begin("prune seen events") as conn:
+            result = conn.execute(
+                sa.delete(SEEN_EVENTS).where(SEEN_EVENTS.c.seen_at < _utc(older_than))
+            )
+        return int(result.rowcount or 0)
 
     # -- audit log --------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["AUDIT", "AUDIT_HEAD", "LINKS", "METADATA", "PARKED"]
+__all__ = ["AUDIT", "AUDIT_HEAD", "LINKS", "METADATA", "PARKED", "SEEN_EVENTS"]
 
 # names Alembic and the database give constraints, fixed so migrations can refer to them
 METADATA = sa.MetaData(
@@ -81,4 +81,17 @@ AUDIT_HEAD = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
     sa.CheckConstraint("id = 1", name="one_row"),
+)
+
+
+# The Okta event uuids the stream has processed (its batch durable in every target), so
+# the System Log catch-up re-publishes only what never arrived. Kept as long as Okta
+# keeps its System Log (90 days): older rows can be pruned.
+SEEN_EVENTS = sa.Table(
+    "scimflow_seen_events",
+    METADATA,
+    sa.Column("uuid", sa.String(64), primary_key=True),
+    sa.Column("published", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index(None, "seen_at"),
 )
