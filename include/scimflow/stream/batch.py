@@ -399,3 +399,24 @@ def _parse_time(text: str) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def run_once(
+    config: Any, run_dir: Path, *, run_id: str, max_events: int | None = None
+) -> dict[str, Any]:
+    """One whole micro-batch without Airflow (``scimflow stream once``): the DAG's stages
+    in order, targets one after the other. Offsets are committed only at the end."""
+    from scimflow.stream.kafka import read_batch
+
+    if config.kafka is None:
+        raise ScimflowError("the configuration has no kafka section")
+    batch = read_batch(config.kafka, max_events=max_events)
+    save_changes(run_dir, batch.changes, batch.offsets)
+    out: dict[str, Any] = {"read": len(batch.changes), "dead_lettered": batch.dead_lettered}
+    if batch.changes:
+        out["hydrate"] = hydrate(config, run_dir)
+        out["targets"] = [
+            apply_to_target(config, t.name, run_dir, run_id=run_id) for t in config.targets
+        ]
+    out["finish"] = finish(config, run_dir)
+    return out

@@ -1,0 +1,223 @@
+"""A micro-batch end to end without Airflow: real Kafka, the Okta emulator, scim2-server.
+
+Events are published the way the receiver and the catch-up publish them (keyed by
+entity), with duplicates and out of order; :func:`run_once` runs the ``okta_events``
+stages in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def world(okta_emulator, scim_tenant, kafka, tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
+    from scimflow.scim.config import load_config
+    from scimflow.services.kafka import ensure_topics
+
+    okta = okta_emulator(users=30, groups=3, seed=4)
+    base_a, token = scim_tenant
+    base_b = base_a.replace("/t", "/b", 1)
+    topic = f"okta.events.{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka.address, {topic: 3, f"{topic}.dlq": 1})
+    monkeypatch.setenv("OKTA_API_TOKEN", "emulator-token")
+    monkeypatch.setenv("APP_TOKEN", token)
+    monkeypatch.setenv("SCIMFLOW_TEST_STATE_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    path = tmp_path / "scimflow.yaml"
+
+    def write(b_url: str = base_b) -> Any:
+        path.write_text(f"""
+okta: {{org_url: "{okta.url}", token: {{env: OKTA_API_TOKEN}}}}
+state: {{url: {{env: SCIMFLOW_TEST_STATE_URL}}}}
+kafka: {{bootstrap_servers: "{kafka.address}", topic: {topic}, dlq_topic: {topic}.dlq,
+         group: g-{topic}}}
+targets:
+  - name: app-a
+    base_url: {base_a}
+    auth: {{type: bearer, token: {{env: APP_TOKEN}}}}
+  - name: app-b
+    base_url: {b_url}
+    auth: {{type: bearer, token: {{env: APP_TOKEN}}, }}
+""")
+        return load_config(path)
+
+    return {
+        "okta": okta,
+        "config": write(),
+        "write": write,
+        "a": base_a,
+        "b": base_b,
+        "token": token,
+        "dir": tmp_path,
+    }
+
+
+def scim_users(base: str, token: str) -> dict[str, dict[str, Any]]:
+    resp = httpx.get(
+        f"{base}/Users", params={"count": 1000}, headers={"Authorization": f"Bearer {token}"}
+    )
+    return {u["userName"]: u for u in resp.json().get("Resources", [])}
+
+
+def scim_groups(base: str, token: str) -> dict[str, dict[str, Any]]:
+    resp = httpx.get(
+        f"{base}/Groups", params={"count": 1000}, headers={"Authorization": f"Bearer {token}"}
+    )
+    return {g["displayName"]: g for g in resp.json().get("Resources", [])}
+
+
+def once(world: dict[str, Any], n: int) -> dict[str, Any]:
+    from scimflow.stream.batch import run_once
+
+    return run_once(world["config"], world["dir"] / f"run{n}", run_id=f"run{n}")
+
+
+def test_a_batch_with_duplicates_and_disorder_converges_once(world) -> None:  # type: ignore[no-untyped-def]
+    from scimflow.state.store import StateStore
+    from scimflow.stream.kafka import publish
+
+    d = world["okta"].state.directory
+    u1, u2, u3 = d.user_ids[5], d.user_ids[6], d.user_ids[7]
+    gid = next(iter(d.groups))
+    before = len(d.log)
+    d.update_profile(u1, {"title": "Principal Engineer"})
+    d.lifecycle(u2, "suspend") if d.users[u2]["status"] == "ACTIVE" else d.lifecycle(u2, "activate")
+    if u3 in d.members.get(gid, set()):
+        d.remove_member(gid, u3)
+    d.add_member(gid, u3)
+    events = d.log[before:]
+    # at least once and out of order: everything twice, the second copy reversed
+    assert publish(world["config"].kafka, events + events[::-1]) == 2 * len(events)
+
+    first = once(world, 1)
+    assert first["read"] == 2 * len(events)
+    assert first["hydrate"]["unique_events"] == len(events)
+    logins = {d.users[u]["profile"]["login"] for u in (u1, u2, u3)}
+    for base in (world["a"], world["b"]):
+        got = scim_users(base, world["token"])
+        assert set(got) == logins
+        assert got[d.users[u1]["profile"]["login"]]["title"] == "Principal Engineer"
+        assert got[d.users[u2]["profile"]["login"]]["active"] == (d.users[u2]["status"] == "ACTIVE")
+        group = scim_groups(base, world["token"])[d.groups[gid]["profile"]["name"]]
+        u3_scim = got[d.users[u3]["profile"]["login"]]["id"]
+        assert u3_scim in {m["value"] for m in group.get("members", [])}
+
+    # the audit log names each write's Okta event uuid
+    by_user = {}
+    for e in events:
+        for t in e["target"]:
+            by_user.setdefault(t["id"], set()).add(e["uuid"])
+    with StateStore(world["config"].state.resolved_url()) as store:
+        rows = [r for r in store.audit("app-a", limit=1000) if r["operation"] == "create"]
+        assert {r["okta_id"] for r in rows} == {u1, u2, u3}
+        for r in rows:
+            assert r["cause"].startswith("okta-event:")
+            assert set(r["cause"].split(":", 1)[1].split(",")) == by_user[r["okta_id"]]
+        assert store.unseen(e["uuid"] for e in events) == set()
+
+    # committed: nothing left to read; the same events again change nothing
+    assert once(world, 2)["read"] == 0
+    publish(world["config"].kafka, events)
+    third = once(world, 3)
+    assert third["read"] == len(events)
+    assert [t["writes"] for t in third["targets"]] == [0, 0]
+
+
+def test_a_down_target_is_parked_and_catches_up_without_holding_the_other(world) -> None:  # type: ignore[no-untyped-def]
+    from scimflow.state.store import StateStore
+    from scimflow.stream.kafka import lag, publish
+
+    d = world["okta"].state.directory
+    u1, u2 = d.user_ids[3], d.user_ids[4]
+    world["config"] = world["write"]("http://127.0.0.1:9/v2")  # nothing listens there
+    before = len(d.log)
+    d.update_profile(u1, {"title": "Staff Engineer"})
+    publish(world["config"].kafka, d.log[before:])
+    result = once(world, 1)
+    a, b = result["targets"]
+    assert a["writes"] == 1 and "unavailable" not in a
+    assert "unavailable" in b and b["parked"] == 1
+    assert lag(world["config"].kafka) == 0  # committed: the down target held nothing back
+    with StateStore(world["config"].state.resolved_url()) as store:
+        parked = store.parked("app-b")
+    assert [(p.okta_id, p.reason.split(":")[0]) for p in parked] == [(u1, "target unavailable")]
+    assert "APP_TOKEN" not in parked[0].reason and world["token"] not in parked[0].reason
+
+    # back up: the next batch retries what was parked for it
+    world["config"] = world["write"]()
+    before = len(d.log)
+    d.update_profile(u2, {"title": "Engineer"})
+    publish(world["config"].kafka, d.log[before:])
+    second = once(world, 2)
+    assert second["hydrate"]["retried_parked"] == 1
+    got = scim_users(world["b"], world["token"])
+    assert set(got) == {d.users[u]["profile"]["login"] for u in (u1, u2)}
+    with StateStore(world["config"].state.resolved_url()) as store:
+        assert store.parked("app-b") == []
+
+
+def test_a_crash_before_the_commit_replays_the_batch_without_duplicates(world) -> None:  # type: ignore[no-untyped-def]
+    from scimflow.stream import batch as stream
+    from scimflow.stream.kafka import lag, publish, read_batch
+
+    d = world["okta"].state.directory
+    before = len(d.log)
+    for uid in d.user_ids[10:14]:
+        d.update_profile(uid, {"title": "Analyst"})
+    publish(world["config"].kafka, d.log[before:])
+    # a worker dies after applying to one target, before anything is committed
+    config, run_dir = world["config"], world["dir"] / "crashed"
+    b = read_batch(config.kafka)
+    stream.save_changes(run_dir, b.changes, b.offsets)
+    stream.hydrate(config, run_dir)
+    assert stream.apply_to_target(config, "app-a", run_dir, run_id="crashed")["writes"] == 4
+    assert lag(config.kafka) == 4
+
+    replay = once(world, 1)
+    assert replay["read"] == 4  # nothing lost
+    a, b_ = replay["targets"]
+    assert a["writes"] == 0 and b_["writes"] == 4  # nothing written twice
+    assert len(scim_users(world["a"], world["token"])) == 4
+    assert lag(config.kafka) == 0
+
+
+def test_a_message_that_is_not_an_event_is_dead_lettered_and_the_rest_goes_on(world, kafka) -> None:  # type: ignore[no-untyped-def]
+    from confluent_kafka import Consumer, Producer
+    from scimflow.stream.kafka import publish
+
+    config = world["config"]
+    d = world["okta"].state.directory
+    producer = Producer({"bootstrap.servers": kafka.address})
+    producer.produce(config.kafka.topic, key=b"x", value=b"{not json")
+    producer.produce(config.kafka.topic, key=b"y", value=b'{"uuid": "u-1", "eventType": "x"}')
+    producer.flush(10)
+    before = len(d.log)
+    d.update_profile(d.user_ids[2], {"title": "Director"})
+    publish(config.kafka, d.log[before:])
+    result = once(world, 1)
+    assert result["read"] == 1 and result["dead_lettered"] == 2
+    assert result["targets"][0]["writes"] == 1
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka.address,
+            "group.id": "dlq-check",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([config.kafka.dlq_topic])
+    reasons = []
+    for _ in range(30):
+        msg = consumer.poll(1.0)
+        if msg is not None and not msg.error():
+            reasons.append(dict(msg.headers())["reason"].decode())
+        if len(reasons) == 2:
+            break
+    consumer.close()
+    assert any("not JSON" in r for r in reasons) and any("missing published" in r for r in reasons)
