@@ -35,6 +35,7 @@ from scimflow.stream.events import Change
 __all__ = [
     "UNAVAILABLE",
     "apply_to_target",
+    "batch_dir",
     "finish",
     "hydrate",
     "load_changes",
@@ -50,6 +51,13 @@ CAUSES = "causes.json"
 UNAVAILABLE = "target unavailable"
 # parked-while-unavailable records retried per batch, oldest first
 RETRY_PARKED_MAX = 1000
+
+
+def batch_dir(base: str | None, run_id: str) -> Path:
+    """The run-scoped folder of one batch (beside the resync snapshots)."""
+    from scimflow.resync import snapshot_dir
+
+    return snapshot_dir(base, run_id).parent.parent / "batches" / snapshot_dir(base, run_id).name
 
 
 def save_changes(run_dir: Path, changes: Iterable[Change], offsets: Mapping[int, int]) -> Path:

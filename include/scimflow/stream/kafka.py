@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from scimflow.errors import ServiceError
 from scimflow.stream.events import Change, InvalidEvent, decode, route
@@ -24,6 +24,7 @@ from scimflow.stream.events import Change, InvalidEvent, decode, route
 __all__ = ["Batch", "commit", "lag", "publish", "read_batch"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,6 +67,25 @@ def _producer(kafka: Any) -> Any:
     )
 
 
+def _retrying(what: str, fn: Callable[[], T], timeout: float) -> T:
+    """Call ``fn`` again while Kafka says the error is retriable (a coordinator still
+    loading, a leader moving), up to ``timeout`` seconds."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        try:
+            return fn()
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not getattr(err, "retriable", lambda: False)() or time.monotonic() > deadline:
+                raise ServiceError("kafka", f"{what}: {err}") from exc
+            log.info("%s: %s; retrying", what, err)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 def _partitions(consumer: Any, topic: str, timeout: float) -> list[int]:
     meta = consumer.list_topics(topic, timeout=timeout)
     info = meta.topics.get(topic)
@@ -79,7 +99,11 @@ def _positions(consumer: Any, topic: str, timeout: float) -> tuple[dict[int, int
     from confluent_kafka import TopicPartition
 
     parts = _partitions(consumer, topic, timeout)
-    committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=timeout)
+    committed = _retrying(
+        f"reading the committed offsets of {topic}",
+        lambda: consumer.committed([TopicPartition(topic, p) for p in parts], timeout=timeout),
+        timeout,
+    )
     start: dict[int, int] = {}
     end: dict[int, int] = {}
     for tp in committed:
@@ -202,17 +226,18 @@ def publish(kafka: Any, events: Iterable[Mapping[str, Any]], *, timeout: float =
 
 def commit(kafka: Any, offsets: Mapping[int, int], *, timeout: float = 30.0) -> None:
     """Commit ``offsets`` (next offset per partition) for the consumer group, synchronously."""
-    from confluent_kafka import KafkaException, TopicPartition
+    from confluent_kafka import TopicPartition
 
     if not offsets:
         return
     consumer = _consumer(kafka)
     try:
         parts = [TopicPartition(kafka.topic, int(p), int(o)) for p, o in offsets.items()]
-        try:
-            result = consumer.commit(offsets=parts, asynchronous=False)
-        except KafkaException as exc:
-            raise ServiceError("kafka", f"committing {kafka.topic} offsets: {exc}") from exc
+        result = _retrying(
+            f"committing {kafka.topic} offsets",
+            lambda: consumer.commit(offsets=parts, asynchronous=False),
+            timeout,
+        )
         bad = [tp for tp in result or [] if tp.error is not None]
         if bad:
             where = f"{kafka.topic}[{bad[0].partition}]"
