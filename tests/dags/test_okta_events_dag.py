@@ -166,3 +166,58 @@ def test_a_failing_target_task_retries_then_parks_and_the_batch_is_committed(
     with StateStore(world["state"]) as store:
         assert [p.okta_id for p in store.parked("app-b")] == [uid]
         assert store.parked("app-a") == []
+
+
+def test_catchup_republishes_what_the_hooks_dropped_and_the_stream_repairs_it(
+    airflow_db, dag, dagbag, world
+) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from scimflow.state.store import StateStore
+    from scimflow.stream.kafka import lag, publish
+
+    d = world["okta"].state.directory
+    # delivered and processed: these are seen and must not be published again
+    before = len(d.log)
+    d.update_profile(d.user_ids[1], {"title": "Delivered"})
+    delivered = d.log[before:]
+    publish(world["kafka"](), delivered)
+    assert str(run(dag, world).state) == "success"
+    # dropped: the hooks never delivered these (only the System Log has them)
+    before = len(d.log)
+    for uid in d.user_ids[6:9]:
+        d.update_profile(uid, {"title": "Missed"})
+    d.lifecycle(d.user_ids[9], "suspend") if d.users[d.user_ids[9]]["status"] == "ACTIVE" else None
+    dropped = d.log[before:]
+    assert lag(world["kafka"]()) == 0
+
+    catchup = dagbag.get_dag("okta_catchup")
+    for t in catchup.tasks:
+        t.retries = 0
+    published = 0
+    first = datetime.fromisoformat(delivered[0]["published"].replace("Z", "+00:00"))
+    last = datetime.fromisoformat(dropped[-1]["published"].replace("Z", "+00:00"))
+    hour = first.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    while hour <= last:  # one run per hourly interval the events fall in
+        # a manual run at T covers the interval that ends at T: [T - 1 h, T)
+        result = catchup.test(
+            logical_date=hour + timedelta(hours=1),
+            run_conf={"config_path": str(world["config"]), "dry_run": False},
+        )
+        assert str(result.state) == "success"
+        summary = xcom(result, "republish")
+        assert summary["since"] == hour.strftime("%Y-%m-%dT%H:00:00.000Z")
+        published += summary["published"]
+        hour += timedelta(hours=1)
+    assert published == len(dropped)
+    assert lag(world["kafka"]()) == len(dropped)
+
+    repaired = run(dag, world)
+    assert str(repaired.state) == "success", states(repaired)
+    named = {t["id"] for e in dropped for t in e["target"] if t["type"] == "User"}
+    for base in (world["a"], world["b"]):
+        got = scim_users(base, world["token"])
+        want = expected(d, named)
+        assert {k: (u["active"], u.get("title")) for k, u in got.items() if k in want} == want
+    with StateStore(world["state"]) as store:
+        assert store.unseen(e["uuid"] for e in dropped + delivered) == set()

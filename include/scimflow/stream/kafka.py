@@ -70,8 +70,18 @@ def _producer(kafka: Any) -> Any:
 def _retrying(what: str, fn: Callable[[], T], timeout: float) -> T:
     """Call ``fn`` again while Kafka says the error is retriable (a coordinator still
     loading, a leader moving), up to ``timeout`` seconds."""
-    from confluent_kafka import KafkaException
+    from confluent_kafka import KafkaError, KafkaException
 
+    # a group coordinator still loading (a new group, a broker just started) is not
+    # flagged retriable by librdkafka, but it is
+    waits = {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
     deadline = time.monotonic() + timeout
     delay = 0.1
     while True:
@@ -79,7 +89,8 @@ def _retrying(what: str, fn: Callable[[], T], timeout: float) -> T:
             return fn()
         except KafkaException as exc:
             err = exc.args[0]
-            if not getattr(err, "retriable", lambda: False)() or time.monotonic() > deadline:
+            retriable = err.retriable() or err.code() in waits
+            if not retriable or time.monotonic() > deadline:
                 raise ServiceError("kafka", f"{what}: {err}") from exc
             log.info("%s: %s; retrying", what, err)
             time.sleep(delay)
