@@ -35,7 +35,10 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 Names = Annotated[
     list[str] | None,
     typer.Argument(
-        help="Services (kafka, postgres, scim-a, scim-b, airflow); default: all but airflow."
+        help=(
+            "Services (kafka, postgres, okta, receiver, scim-a, scim-b, airflow); "
+            "default: all but airflow."
+        )
     ),
 ]
 WithAirflow = Annotated[bool, typer.Option("--airflow", help="Include Airflow standalone.")]
@@ -256,6 +259,63 @@ def emulator_serve(
         f"{time.monotonic() - t0:.1f} s; http://{host}:{port}; API token in {where}"
     )
     uvicorn.run(build_app(state), host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command("receiver")
+def receiver(
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config",
+            envvar="SCIMFLOW_CONFIG",
+            help="The scimflow YAML configuration, with receiver: and kafka: sections.",
+        ),
+    ],
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: receiver.host).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default: receiver.port).")
+    ] = None,
+) -> None:
+    """Serve the Okta Event Hook endpoint: verified, authenticated batches into Kafka."""
+    import logging
+
+    import uvicorn
+
+    from scimflow.errors import ConfigError, ScimflowError
+    from scimflow.receiver import create_app, receiver_sections
+    from scimflow.scim.config import load_config
+
+    try:
+        rcv, kafka = receiver_sections(load_config(config), str(config))
+        if rcv.tls_keyfile and not rcv.tls_certfile:
+            raise ConfigError(str(config), "receiver.tls_keyfile: needs receiver.tls_certfile")
+        app_ = create_app(rcv, kafka)
+    except ScimflowError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    listen_host = host or rcv.host
+    listen_port = port or rcv.port
+    scheme = "https" if rcv.tls_certfile else "http"
+    console.print(
+        f"receiver: {scheme}://{listen_host}:{listen_port}{rcv.path} -> {kafka.topic} "
+        f"at {kafka.bootstrap_servers} (dead letters: {kafka.dlq_topic})"
+    )
+    # no access log: it would record callers' addresses; the app logs ids and counts
+    uvicorn.run(
+        app_,
+        host=listen_host,
+        port=listen_port,
+        ssl_certfile=rcv.tls_certfile,
+        ssl_keyfile=rcv.tls_keyfile,
+        log_level="info",
+        access_log=False,
+        lifespan="on",
+    )
 
 
 @okta_app.command("export")

@@ -1,8 +1,9 @@
 """Local services for development, the demo and the tests.
 
 ``scimflow services up|down|status`` drives them: a Kafka broker, a PostgreSQL server,
-two SCIM 2.0 targets and, on request, Airflow standalone. Each runs detached, logs to
-``<home>/logs/<name>.log`` and is stopped by its PID file.
+the Okta emulator, the Okta Event Hook receiver (wired to the emulator's hook by
+:func:`connect_hooks`), two SCIM 2.0 targets and, on request, Airflow standalone. Each
+runs detached, logs to ``<home>/logs/<name>.log`` and is stopped by its PID file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from scimflow.services.base import Service, ServiceStatus
 from scimflow.services.kafka import EVENTS_DLQ_TOPIC, EVENTS_TOPIC, KafkaBroker, ensure_topics
 from scimflow.services.okta import OktaEmulator
 from scimflow.services.postgres import PostgresServer
+from scimflow.services.receiver import Receiver, connect_hooks
 from scimflow.services.scim import ScimServer
 from scimflow.services.settings import ServicesSettings
 
@@ -22,15 +24,17 @@ __all__ = [
     "KafkaBroker",
     "OktaEmulator",
     "PostgresServer",
+    "Receiver",
     "ScimServer",
     "Service",
     "ServiceStatus",
     "ServicesSettings",
     "Stack",
+    "connect_hooks",
     "ensure_topics",
 ]
 
-CORE = ("kafka", "postgres", "okta", "scim-a", "scim-b")
+CORE = ("kafka", "postgres", "okta", "receiver", "scim-a", "scim-b")
 
 
 class Stack:
@@ -40,6 +44,7 @@ class Stack:
         self.settings = settings
         services: list[Service] = [KafkaBroker(settings), PostgresServer(settings)]
         services.append(OktaEmulator(settings))
+        services.append(Receiver(settings))  # after kafka (its topics), and okta (its hook)
         services += [ScimServer(settings, name) for name in settings.scim_ports]
         services.append(AirflowStandalone(settings))
         self.services: dict[str, Service] = {s.name: s for s in services}
@@ -64,6 +69,10 @@ class Stack:
     @property
     def postgres(self) -> PostgresServer:
         return self.services["postgres"]  # type: ignore[return-value]
+
+    @property
+    def receiver(self) -> Receiver:
+        return self.services["receiver"]  # type: ignore[return-value]
 
     def scim(self, name: str) -> ScimServer:
         return self.services[name]  # type: ignore[return-value]

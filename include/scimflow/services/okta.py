@@ -3,8 +3,10 @@
 The demo's Okta is the emulator (``scimflow okta-emulator serve``) seeded with
 ``okta_users`` users and ``okta_groups`` groups; its API token is generated into the
 services home. :func:`write_stack_config` writes the configuration that points scimflow
-at the emulator, the local PostgreSQL and both SCIM targets; its secrets are
-references to environment variables that :func:`stack_environment` provides.
+at the emulator, the local PostgreSQL, both SCIM targets, Kafka and the Event Hook
+receiver; its secrets are references to environment variables that
+:func:`stack_environment` provides. The emulator keeps its Event Hook in memory: its
+start points the hook at this home's receiver again when that one is running.
 """
 
 from __future__ import annotations
@@ -62,14 +64,23 @@ class OktaEmulator(Service):
         body = resp.json()
         return True, f"{body['users']} users, {body['groups']} groups"
 
+    def after_start(self) -> None:
+        from scimflow.services.receiver import Receiver, connect_hooks
+
+        receiver = Receiver(self.settings)
+        if receiver.process.is_running() and receiver.check()[0]:
+            connect_hooks(self.settings)
+
 
 def stack_environment(settings: ServicesSettings) -> dict[str, str]:
     """The secrets the stack's configuration refers to, by variable name."""
     from scimflow.services.postgres import PostgresServer
+    from scimflow.services.receiver import HOOK_SECRET_ENV, Receiver
     from scimflow.services.scim import ScimServer
 
     env = {
         "OKTA_API_TOKEN": OktaEmulator(settings).token(),
+        HOOK_SECRET_ENV: Receiver(settings).secret(),
         "SCIMFLOW_STATE_URL": PostgresServer(settings).url(),
         "SCIMFLOW_CONFIG": str(settings.home / "scimflow.yaml"),
     }
@@ -80,10 +91,12 @@ def stack_environment(settings: ServicesSettings) -> dict[str, str]:
 
 def write_stack_config(settings: ServicesSettings) -> Path:
     """The configuration of the local stack (no secret in it: references only)."""
+    from scimflow.services.receiver import HOOK_AUTH_HEADER, HOOK_PATH, HOOK_SECRET_ENV
     from scimflow.services.scim import ScimServer
 
     lines = [
-        "# Written by scimflow for the local stack: the Okta emulator, PostgreSQL, two targets.",
+        "# Written by scimflow for the local stack: the Okta emulator, PostgreSQL, two targets,",
+        "# Kafka and the Event Hook receiver.",
         f'okta: {{org_url: "http://127.0.0.1:{settings.okta_port}", '
         "token: {env: OKTA_API_TOKEN}}",
         "state: {url: {env: SCIMFLOW_STATE_URL}}",
@@ -97,6 +110,12 @@ def write_stack_config(settings: ServicesSettings) -> Path:
             f"    auth: {{type: bearer, token: {{env: {var}}}}}",
             "    deletion_guard: {max_share: 0.1, min_users: 10}",
         ]
+    lines += [
+        f'kafka: {{bootstrap_servers: "{settings.kafka_bootstrap}", '
+        f"partitions: {settings.kafka_partitions}}}",
+        f"receiver: {{port: {settings.receiver_port}, path: {HOOK_PATH}, "
+        f"auth_header: {HOOK_AUTH_HEADER}, secret: {{env: {HOOK_SECRET_ENV}}}}}",
+    ]
     path = settings.home / "scimflow.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

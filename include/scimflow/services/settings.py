@@ -45,6 +45,7 @@ class ServicesSettings:
     scim_ports: dict[str, int] = field(default_factory=lambda: {"scim-a": 18081, "scim-b": 18082})
     airflow_port: int = 8080
     okta_port: int = 8090
+    receiver_port: int = 8089
     okta_users: int = 2000
     okta_groups: int = 100
 
@@ -67,6 +68,7 @@ class ServicesSettings:
             },
             airflow_port=_env_int("SCIMFLOW_AIRFLOW_PORT", 8080),
             okta_port=_env_int("SCIMFLOW_OKTA_PORT", 8090),
+            receiver_port=_env_int("SCIMFLOW_RECEIVER_PORT", 8089),
             okta_users=_env_int("SCIMFLOW_OKTA_USERS", 2000),
             okta_groups=_env_int("SCIMFLOW_OKTA_GROUPS", 100),
         )
