@@ -113,17 +113,23 @@ def parse_hook(body: bytes) -> HookBatch:
 
 
 def route(event: dict[str, Any]) -> Routed:
-    """The entity a (shape-checked) event concerns: the key of its Kafka record."""
-    group_event = str(event["eventType"]).startswith("group.")
-    wanted = "UserGroup" if group_event else "User"
-    for target in event["target"]:
-        if target.get("type") == wanted:
-            entity = target.get("id")
-            if isinstance(entity, str) and entity:
-                return Routed(key=entity)
-    if group_event:
-        return Routed(None, "no_group_target", "group event without a UserGroup target id")
-    return Routed(None, "no_user_target", "event without a User target id")
+    """The entity a (shape-checked) event concerns: the key of its Kafka record.
+
+    The rule is :func:`scimflow.stream.events.route`, shared with the System Log
+    catch-up, so that both publish an entity's events under the same key.
+    """
+    from scimflow.stream.events import InvalidEvent
+    from scimflow.stream.events import route as route_event
+
+    try:
+        return Routed(key=route_event(event).entity_id)
+    except InvalidEvent as exc:
+        code = (
+            "no_group_target"
+            if str(event.get("eventType", "")).startswith("group.")
+            else ("no_user_target")
+        )
+        return Routed(None, code, str(exc))
 
 
 def compact_json(obj: Any) -> bytes:

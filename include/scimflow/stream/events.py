@@ -87,14 +87,14 @@ def route(event: Any) -> Change:
         elif kind == "UserGroup":
             groups.append(str(tid))
     event_type = event["eventType"]
-    if event_type.startswith("group.") and groups:
+    if event_type.startswith("group."):
+        if not groups:
+            raise InvalidEvent("group event without a UserGroup target id")
         kind, entity = "Group", groups[0]
     elif users:
         kind, entity = "User", users[0]
-    elif groups:
-        kind, entity = "Group", groups[0]
     else:
-        raise InvalidEvent(f"{event_type} names no User or UserGroup target")
+        raise InvalidEvent("event without a User target id")
     return Change(
         uuid=event["uuid"],
         event_type=event_type,
@@ -111,7 +111,7 @@ def decode(value: bytes | str | None) -> dict[str, Any]:
     if value is None:
         raise InvalidEvent("empty message")
     try:
-        event = json.loads(value)
+        event = json.loads(value.decode("utf-8") if isinstance(value, bytes) else value)
     except UnicodeDecodeError:
         raise InvalidEvent("not UTF-8 text") from None
     except json.JSONDecodeError as exc:

@@ -1,0 +1,70 @@
+"""Routing of Okta events: the Kafka key and every entity an event names."""
+
+from __future__ import annotations
+
+import pytest
+from scimflow.stream.events import InvalidEvent, decode, route
+
+
+def ev(event_type: str, targets: list[dict], **extra: object) -> dict:
+    return {
+        "uuid": "e-1",
+        "eventType": event_type,
+        "published": "2026-11-29T10:00:00.000Z",
+        "target": targets,
+        **extra,
+    }
+
+
+USER = {"id": "00u1", "type": "User", "alternateId": "someone@example.com"}
+GROUP = {"id": "00g1", "type": "UserGroup"}
+
+
+def test_user_events_are_keyed_by_the_user_and_group_events_by_the_group() -> None:
+    change = route(ev("user.lifecycle.suspend", [USER]))
+    assert (change.kind, change.entity_id, change.user_ids, change.group_ids) == (
+        "User",
+        "00u1",
+        ("00u1",),
+        (),
+    )
+    member = route(ev("group.user_membership.add", [USER, GROUP]))
+    assert (member.kind, member.entity_id) == ("Group", "00g1")
+    # both are named: the group's members and the user's scope may both have changed
+    assert member.user_ids == ("00u1",) and member.group_ids == ("00g1",)
+    app = route(
+        ev("application.user_membership.add", [{"id": "0oa1", "type": "AppInstance"}, USER])
+    )
+    assert (app.kind, app.entity_id) == ("User", "00u1")
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (ev("group.user_membership.add", [USER]), "group event without a UserGroup target id"),
+        (ev("policy.lifecycle.update", [{"id": "p", "type": "Policy"}]), "without a User target"),
+        (
+            ev("user.lifecycle.create", [{"id": "", "type": "User"}]),
+            r"target\[0\] \(User\) has no id",
+        ),
+        ({"eventType": "x", "published": "t", "target": []}, "missing uuid"),
+        (ev("user.lifecycle.create", "nope"), "missing target list"),  # type: ignore[arg-type]
+        ([1, 2], "must be a JSON object"),
+    ],
+)
+def test_an_event_that_cannot_be_routed_says_why_without_values(event: object, reason: str) -> None:
+    with pytest.raises(InvalidEvent, match=reason) as info:
+        route(event)
+    assert "someone@example.com" not in str(info.value)
+
+
+def test_decode_refuses_what_is_not_an_event_object() -> None:
+    assert decode(b'{"uuid": "x"}') == {"uuid": "x"}
+    for raw, reason in [
+        (None, "empty message"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"{nope", "not JSON"),
+        (b"[1]", "JSON object"),
+    ]:
+        with pytest.raises(InvalidEvent, match=reason):
+            decode(raw)
