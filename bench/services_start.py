@@ -47,6 +47,7 @@ def settings_for(home: Path, cache: Path) -> ServicesSettings:
         scim_ports={"scim-a": free_port(), "scim-b": free_port()},
         airflow_port=free_port(),
         okta_port=free_port(),
+        receiver_port=free_port(),
     )
 
 
