@@ -33,6 +33,8 @@ def _free_port() -> int:
 
 
 def _airflow_environment() -> None:
+    import json
+
     from cryptography.fernet import Fernet
     from scimflow.services.airflow import airflow_env
 
@@ -41,6 +43,18 @@ def _airflow_environment() -> None:
     )
     env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
     env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+    # OpenLineage on (airflow_env turns it off for the demo): every event of the session is
+    # appended, one JSON line each, to the file named by SCIMFLOW_TEST_OPENLINEAGE_EVENTS.
+    # Emission runs in a thread, not a forked process per event (which costs ~0.25 s a task).
+    events = SESSION_DIR / "openlineage" / "events.jsonl"
+    events.parent.mkdir()
+    env["SCIMFLOW_TEST_OPENLINEAGE_EVENTS"] = str(events)
+    env["AIRFLOW__OPENLINEAGE__DISABLED"] = "false"
+    env["AIRFLOW__OPENLINEAGE__NAMESPACE"] = "scimflow"
+    env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(
+        {"type": "file", "log_file_path": str(events), "append": True}
+    )
+    env["AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD"] = "True"
     os.environ.update(env)
 
 
@@ -62,6 +76,7 @@ def stack() -> Iterator[Stack]:  # noqa: F821 - imported lazily
         scim_ports={"scim-a": _free_port(), "scim-b": _free_port()},
         airflow_port=_free_port(),
         okta_port=_free_port(),
+        receiver_port=_free_port(),
         okta_users=200,
         okta_groups=10,
     )

@@ -221,3 +221,81 @@ def test_catchup_republishes_what_the_hooks_dropped_and_the_stream_repairs_it(
         assert {k: (u["active"], u.get("title")) for k, u in got.items() if k in want} == want
     with StateStore(world["state"]) as store:
         assert store.unseen(e["uuid"] for e in dropped + delivered) == set()
+
+
+def test_end_to_end_churn_hooks_receiver_kafka_dag(airflow_db, dag, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The emulator's churn driver delivers Event Hooks (duplicates and out of order) to the
+    real receiver, which writes them to Kafka; okta_events runs until the topic is drained."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from scimflow.okta.emulator.churn import ChurnDriver
+    from scimflow.receiver import create_app
+    from scimflow.scim.config import ReceiverConfig, SecretRef
+    from scimflow.state.store import StateStore
+    from scimflow.stream.kafka import lag
+
+    monkeypatch.setenv("E2E_HOOK_SECRET", "e2e-hook-secret")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    kafka = world["kafka"]()
+    app = create_app(ReceiverConfig(port=port, secret=SecretRef(env="E2E_HOOK_SECRET")), kafka)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        okta = world["okta"]
+        resp = httpx.post(
+            f"{okta.url}/emulator/hooks",
+            json={
+                "url": f"http://127.0.0.1:{port}/okta/events",
+                "auth_value": "e2e-hook-secret",
+                "batch_size": 7,
+                "batch_wait": 0.05,
+                "duplicate_rate": 0.3,
+                "reorder": True,
+                "seed": 2,
+            },
+            headers={"Authorization": "SSWS emulator-token"},
+        )
+        assert resp.status_code == 200, resp.text
+        d = okta.state.directory
+        before = len(d.log)
+        ChurnDriver(d, rate=200, seed=11).run(count=40)
+        assert okta.state.hooks.flush(30)
+        events = d.log[before:]
+        stats = okta.state.hooks.stats()
+        assert stats["duplicates_sent"] > 0 and stats["events_dropped"] == 0, stats
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    assert lag(kafka) >= len(events)  # every event stored before the hook got its 200
+
+    for _ in range(5):  # the doorbell's job, done by hand: run until nothing is left
+        result = run(dag, world)
+        assert str(result.state) == "success", states(result)
+        if lag(kafka) == 0:
+            break
+    assert lag(kafka) == 0
+    named = {t["id"] for e in events for t in e["target"] if t["type"] == "User"}
+    want = expected(d, named)
+    for base in (world["a"], world["b"]):
+        got = scim_users(base, world["token"])
+        assert {k: (u["active"], u.get("title")) for k, u in got.items() if k in want} == want
+    uuids = {e["uuid"] for e in events}
+    with StateStore(world["state"]) as store:
+        writes = [r for r in store.audit("app-a", limit=5000) if r["outcome"] == "applied"]
+        assert store.unseen(uuids) == set()
+    assert writes
+    for row in writes:  # each write names the Okta events that caused it
+        assert row["cause"].startswith("okta-event:")
+        assert set(row["cause"].split(":", 1)[1].split(",")) <= uuids

@@ -82,6 +82,16 @@ class AirflowStandalone(Service):
                 "conn_type": "kafka",
                 "extra": {"bootstrap.servers": s.kafka_bootstrap},
             },
+            # the okta_events doorbell: its own group, committed only after the event is stored
+            "scimflow_kafka_doorbell": {
+                "conn_type": "kafka",
+                "extra": {
+                    "bootstrap.servers": s.kafka_bootstrap,
+                    "group.id": "scimflow-doorbell",
+                    "auto.offset.reset": "latest",
+                    "enable.auto.commit": "false",
+                },
+            },
             "scimflow_state": {
                 "conn_type": "postgres",
                 "host": "127.0.0.1",
@@ -110,6 +120,8 @@ class AirflowStandalone(Service):
         write_stack_config(self.settings)
         env.update(stack_environment(self.settings))
         env["SCIMFLOW_DATA"] = str(self.settings.home / "data")
+        # read by the okta_events DAG file at parse time for its doorbell asset
+        env["SCIMFLOW_KAFKA_BOOTSTRAP"] = self.settings.kafka_bootstrap
         # standalone starts its components as `airflow ...` subprocesses: find ours first
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
