@@ -127,6 +127,10 @@ def demo(
         bool, typer.Option("--wait/--no-wait", help="Keep running until Ctrl-C.")
     ] = True,
     dag_id: Annotated[str, typer.Option(help="The DAG the demo triggers.")] = "okta_resync",
+    stream_seconds: Annotated[
+        float, typer.Option(help="Seconds of churn for the real-time part (0: skip it).")
+    ] = 30.0,
+    stream_rate: Annotated[float, typer.Option(help="Directory changes a second.")] = 2.0,
 ) -> None:
     """Start the whole local stack with Airflow, trigger the demo DAG, report, keep running."""
     from scimflow.demo import AirflowApi
@@ -163,6 +167,20 @@ def demo(
     console.print(f"service logs: {stack.settings.logs}")
     if result.state != "success":
         raise typer.Exit(1)
+    if stream_seconds > 0:
+        from scimflow.demo import stream_phase
+
+        console.print(
+            f"real time: okta_events unpaused; the emulator changes the directory "
+            f"{stream_rate:g} times a second for {stream_seconds:g} s (Event Hooks → receiver "
+            "→ Kafka → okta_events) ..."
+        )
+        api = AirflowApi(stack.airflow)
+        try:
+            stream = stream_phase(api, stack.settings, rate=stream_rate, seconds=stream_seconds)
+        finally:
+            api.close()
+        _print_stream(stream)
     if not wait:
         console.print("left running; stop with: scimflow services down")
         return
@@ -174,6 +192,27 @@ def demo(
         pass
     finally:
         services_down(names=None, with_airflow=True)
+
+
+def _print_stream(stream: dict[str, Any]) -> None:
+    table = Table(
+        title=f"real time: {stream['changes']} Okta changes, drained in {stream['seconds']} s"
+    )
+    for col in ("hook events delivered", "okta_events runs", "left on Kafka", "writes"):
+        table.add_column(col)
+    lat = stream.get("latency") or {}
+    table.add_row(
+        str(stream["delivered"]),
+        ", ".join(f"{n} {state}" for state, n in sorted(stream["runs"].items())) or "none",
+        str(stream["lag"]),
+        ", ".join(f"{t}: {n}" for t, n in lat.get("per_target", {}).items()) or "none",
+    )
+    console.print(table)
+    if lat:
+        console.print(
+            f"change → SCIM write latency: p50 {lat['p50_s']} s, p95 {lat['p95_s']} s, "
+            f"p99 {lat['p99_s']} s, max {lat['max_s']} s"
+        )
 
 
 def _print_target_summaries(summaries: list[dict[str, Any]], report_path: str | None) -> None:

@@ -2,6 +2,10 @@
 
 The demo runs ``okta_resync``: a full reconcile from the Okta emulator (seeded with
 2,000 users and 100 groups) to both SCIM targets, and reports what each target got.
+Then the real-time path: ``okta_events`` is unpaused, the emulator's churn driver
+changes the directory for a while, its Event Hooks go through the receiver to Kafka,
+the doorbell wakes ``okta_events``, and :func:`stream_phase` reports the end-to-end
+latency from each change to its SCIM write (from the audit log).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import httpx
 from scimflow.errors import ServiceError
 from scimflow.services.airflow import ADMIN_USER, AirflowStandalone
 
-__all__ = ["AirflowApi", "DagRunResult"]
+__all__ = ["AirflowApi", "DagRunResult", "stream_phase"]
 
 TERMINAL = {"success", "failed"}
 
@@ -102,5 +106,75 @@ class AirflowApi:
             return None
         return resp.json().get("value")
 
+    def runs_since(self, dag_id: str, since: Any) -> dict[str, int]:
+        """Runs of ``dag_id`` started since ``since``, counted by state."""
+        resp = self._call(
+            "GET",
+            f"/dags/{dag_id}/dagRuns",
+            params={"start_date_gte": since.isoformat(), "limit": 100},
+        )
+        counts: dict[str, int] = {}
+        for run in resp.json().get("dag_runs", []):
+            counts[str(run["state"])] = counts.get(str(run["state"]), 0) + 1
+        return counts
+
     def close(self) -> None:
         self._http.close()
+
+
+def stream_phase(
+    api: AirflowApi,
+    settings: Any,
+    *,
+    rate: float = 2.0,
+    seconds: float = 30.0,
+    timeout: float = 240.0,
+) -> dict[str, Any]:
+    """Churn for ``seconds`` at ``rate`` changes a second; wait until the stream drained it.
+
+    Returns what happened: changes made, ``okta_events`` runs, writes per target and the
+    latency from change to write (see :mod:`scimflow.stream.observe`).
+    """
+    import os
+    from datetime import UTC, datetime
+
+    from scimflow.scim.config import load_config
+    from scimflow.services.okta import OktaEmulator, stack_environment
+    from scimflow.state.store import StateStore
+    from scimflow.stream.kafka import lag
+    from scimflow.stream.observe import latency
+
+    os.environ.update(stack_environment(settings))
+    config = load_config(settings.home / "scimflow.yaml")
+    api.wait_for_dag("okta_events")
+    api.unpause("okta_events")
+    okta = OktaEmulator(settings)
+    auth = {"Authorization": f"SSWS {okta.token()}"}
+    before = httpx.get(f"{okta.address}/emulator/hooks/stats", headers=auth, timeout=10).json()
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    httpx.post(
+        f"{okta.address}/emulator/churn",
+        json={"rate": rate, "seconds": seconds, "seed": int(t0) % 1000},
+        headers=auth,
+        timeout=10,
+    ).raise_for_status()
+    time.sleep(seconds)
+    # drained: the hooks delivered everything, and the stream committed past all of it
+    while time.monotonic() - t0 < seconds + timeout:
+        stats = httpx.get(f"{okta.address}/emulator/hooks/stats", headers=auth, timeout=10).json()
+        if stats.get("pending", 0) == 0 and lag(config.kafka) == 0:
+            break
+        time.sleep(2)
+    drained = time.monotonic() - t0
+    runs = api.runs_since("okta_events", started)
+    with StateStore(config.state.resolved_url()) as store:
+        measured = latency(store, started)
+    return {
+        "changes": stats.get("events_submitted", 0) - before.get("events_submitted", 0),
+        "delivered": stats.get("events_delivered", 0) - before.get("events_delivered", 0),
+        "lag": lag(config.kafka),
+        "runs": runs,
+        "seconds": round(drained, 1),
+        "latency": measured.as_dict() if measured else None,
+    }

@@ -121,6 +121,17 @@ def test_a_batch_with_duplicates_and_disorder_converges_once(world) -> None:  # 
             assert r["cause"].startswith("okta-event:")
             assert set(r["cause"].split(":", 1)[1].split(",")) == by_user[r["okta_id"]]
         assert store.unseen(e["uuid"] for e in events) == set()
+        from datetime import UTC, datetime, timedelta
+
+        from scimflow.stream.observe import latency
+
+        measured = latency(store, datetime.now(UTC) - timedelta(hours=1))
+    # every event caused a write in both targets, within the test's own minute
+    assert measured is not None and measured.per_target == {
+        "app-a": len(events),
+        "app-b": len(events),
+    }
+    assert 0 <= measured.p50 <= measured.p95 <= measured.max < 120
 
     # committed: nothing left to read; the same events again change nothing
     assert once(world, 2)["read"] == 0

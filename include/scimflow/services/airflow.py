@@ -88,7 +88,7 @@ class AirflowStandalone(Service):
                 "extra": {
                     "bootstrap.servers": s.kafka_bootstrap,
                     "group.id": "scimflow-doorbell",
-                    "auto.offset.reset": "latest",
+                    "auto.offset.reset": "earliest",
                     "enable.auto.commit": "false",
                 },
             },

@@ -601,6 +601,33 @@ class StateStore:
             )
         return AuditVerification(True, rows, None, f"{rows} rows chain correctly")
 
+    def event_writes(self, since: datetime) -> list[tuple[str, str, datetime, datetime | None]]:
+        """``(event uuid, target, first write, event published)`` for the Okta events that
+        caused writes recorded at or after ``since``: the stream's end-to-end latency."""
+        query = (
+            sa.select(AUDIT.c.cause, AUDIT.c.target, AUDIT.c.at)
+            .where(
+                AUDIT.c.at >= _utc(since),
+                AUDIT.c.cause.like("okta-event:%"),
+                AUDIT.c.outcome.in_(("applied", "linked")),
+            )
+            .order_by(AUDIT.c.seq)
+        )
+        first: dict[tuple[str, str], datetime] = {}
+        with self._begin("read event writes") as conn:
+            for cause, target, at in conn.execute(query):
+                for uuid in cause.split(":", 1)[1].split(","):
+                    first.setdefault((uuid, target), _utc(at))
+            published: dict[str, datetime | None] = {}
+            for batch in _chunks({u for u, _ in first}):
+                for uuid, when in conn.execute(
+                    sa.select(SEEN_EVENTS.c.uuid, SEEN_EVENTS.c.published).where(
+                        SEEN_EVENTS.c.uuid.in_(batch)
+                    )
+                ):
+                    published[uuid] = None if when is None else _utc(when)
+        return [(u, t, at, published.get(u)) for (u, t), at in first.items()]
+
     def audit(self, target: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` audit rows (of one target or all), newest first."""
         query = sa.select(AUDIT).order_by(AUDIT.c.seq.desc()).limit(limit)

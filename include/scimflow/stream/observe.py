@@ -1,0 +1,62 @@
+"""How fast the stream is: end-to-end latency from an Okta change to the SCIM write.
+
+A change's clock starts when Okta published its event (the System Log ``published``
+time, kept with the event's uuid when the stream marks it seen) and stops at the first
+audit-log write in a target that names the event as its cause. Events whose state was
+already written by an earlier event's write cause no write of their own and are not
+counted. Used by the demo and by ``bench/stream.py``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+__all__ = ["Latency", "latency"]
+
+
+@dataclass(frozen=True)
+class Latency:
+    events: int  # (event, target) pairs with a write
+    p50: float
+    p95: float
+    p99: float
+    max: float
+    per_target: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "p50_s": round(self.p50, 2),
+            "p95_s": round(self.p95, 2),
+            "p99_s": round(self.p99, 2),
+            "max_s": round(self.max, 2),
+            "per_target": self.per_target,
+        }
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+def latency(store: Any, since: datetime) -> Latency | None:
+    """Latency of the event-caused writes recorded since ``since``; None if there are none."""
+    rows = [(u, t, at, pub) for u, t, at, pub in store.event_writes(since) if pub is not None]
+    if not rows:
+        return None
+    seconds = sorted(max(0.0, (at - pub).total_seconds()) for _u, _t, at, pub in rows)
+    per_target: dict[str, int] = {}
+    for _u, t, _at, _pub in rows:
+        per_target[t] = per_target.get(t, 0) + 1
+    return Latency(
+        events=len(rows),
+        p50=_quantile(seconds, 0.50),
+        p95=_quantile(seconds, 0.95),
+        p99=_quantile(seconds, 0.99),
+        max=seconds[-1],
+        per_target=dict(sorted(per_target.items())),
+    )
