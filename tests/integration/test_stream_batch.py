@@ -232,3 +232,30 @@ def test_a_message_that_is_not_an_event_is_dead_lettered_and_the_rest_goes_on(wo
             break
     consumer.close()
     assert any("not JSON" in r for r in reasons) and any("missing published" in r for r in reasons)
+
+
+def test_the_stream_once_command_runs_a_batch(world) -> None:  # type: ignore[no-untyped-def]
+    from scimflow.cli import app
+    from scimflow.stream.kafka import lag, publish
+    from typer.testing import CliRunner
+
+    d = world["okta"].state.directory
+    before = len(d.log)
+    d.update_profile(d.user_ids[1], {"title": "Manager"})
+    publish(world["config"].kafka, d.log[before:])
+    result = CliRunner().invoke(
+        app,
+        [
+            "stream",
+            "once",
+            "--config",
+            str(world["dir"] / "scimflow.yaml"),
+            "--data-dir",
+            str(world["dir"] / "data"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "read 1 events" in result.output and "app-a" in result.output
+    assert world["token"] not in result.output
+    assert lag(world["config"].kafka) == 0
+    assert len(scim_users(world["a"], world["token"])) == 1
