@@ -128,12 +128,15 @@ def stream_phase(
     *,
     rate: float = 2.0,
     seconds: float = 30.0,
+    burst: int = 0,
     timeout: float = 240.0,
 ) -> dict[str, Any]:
-    """Churn for ``seconds`` at ``rate`` changes a second; wait until the stream drained it.
+    """Churn for ``seconds`` at ``rate`` changes a second (or, with ``burst``, that many
+    profile changes at once); wait until the stream drained it.
 
     Returns what happened: changes made, ``okta_events`` runs, writes per target and the
-    latency from change to write (see :mod:`scimflow.stream.observe`).
+    latency from change to write (see :mod:`scimflow.stream.observe`); ``seconds`` is
+    from the first change until the hooks and Kafka were drained.
     """
     import os
     from datetime import UTC, datetime
@@ -153,19 +156,28 @@ def stream_phase(
     before = httpx.get(f"{okta.address}/emulator/hooks/stats", headers=auth, timeout=10).json()
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    httpx.post(
-        f"{okta.address}/emulator/churn",
-        json={"rate": rate, "seconds": seconds, "seed": int(t0) % 1000},
-        headers=auth,
-        timeout=10,
-    ).raise_for_status()
-    time.sleep(seconds)
+    if burst:
+        httpx.post(
+            f"{okta.address}/emulator/mutate",
+            json={"action": "mover", "count": burst, "seed": int(t0) % 1000},
+            headers=auth,
+            timeout=300,
+        ).raise_for_status()
+        seconds = 0.0
+    else:
+        httpx.post(
+            f"{okta.address}/emulator/churn",
+            json={"rate": rate, "seconds": seconds, "seed": int(t0) % 1000},
+            headers=auth,
+            timeout=10,
+        ).raise_for_status()
+        time.sleep(seconds)
     # drained: the hooks delivered everything, and the stream committed past all of it
     while time.monotonic() - t0 < seconds + timeout:
         stats = httpx.get(f"{okta.address}/emulator/hooks/stats", headers=auth, timeout=10).json()
         if stats.get("pending", 0) == 0 and lag(config.kafka) == 0:
             break
-        time.sleep(2)
+        time.sleep(0.5)
     drained = time.monotonic() - t0
     runs = api.runs_since("okta_events", started)
     with StateStore(config.state.resolved_url()) as store:
