@@ -6,8 +6,8 @@ message queues an ``okta_events`` run, and ``max_active_runs=1`` folds a burst i
 few runs. The run reads the topic itself with its own consumer group and commits
 only when its effect is durable (see :mod:`scimflow.stream.batch`). Events that ring
 while a run is being created may attach to no run (an Airflow limitation, see the
-notes); the run's last task rings again when events are left, so none waits for the
-next message.
+notes); the run's last task rings again through the ``REARM`` alias when events are
+left, so none waits for the next message (an alias, so that it rings only then).
 
 Bootstrap address and topic are read from the environment at parse time (no network,
 no connection look-up): ``SCIMFLOW_KAFKA_BOOTSTRAP`` (default ``localhost:9092``) and
@@ -20,9 +20,9 @@ from __future__ import annotations
 import os
 
 from airflow.providers.apache.kafka.triggers.shared_stream import KafkaSharedStreamTrigger
-from airflow.sdk import Asset, AssetWatcher
+from airflow.sdk import Asset, AssetAlias, AssetWatcher
 
-__all__ = ["DOORBELL_CONN_ID", "EVENTS_TOPIC", "OKTA_EVENTS"]
+__all__ = ["DOORBELL_CONN_ID", "EVENTS_TOPIC", "OKTA_EVENTS", "REARM"]
 
 DOORBELL_CONN_ID = "scimflow_kafka_doorbell"
 EVENTS_TOPIC = os.environ.get("SCIMFLOW_KAFKA_TOPIC", "okta.events")
@@ -40,3 +40,7 @@ OKTA_EVENTS = Asset(
         )
     ],
 )
+
+# the okta_events run's last task adds an OKTA_EVENTS event through this alias only when
+# events are left on the topic (a plain outlet would ring after every run, forever)
+REARM = AssetAlias(name="okta_events_rearm")
