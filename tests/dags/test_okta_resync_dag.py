@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -226,3 +227,61 @@ def test_lineage_assets_are_declared(dagbag) -> None:  # type: ignore[no-untyped
     sync = dag.get_task("sync_target")
     assert [getattr(o, "name", None) for o in sync.outlets] == ["scim_targets"]
     _ = json  # the module uses json in helpers of later tests
+
+
+def lineage_events(run_id: str) -> list[dict]:
+    """The OpenLineage events of one DAG run, from the session's file transport."""
+    from airflow.providers.openlineage.plugins.listener import get_openlineage_listener
+
+    # DAG-level events go through the listener's process pool: wait for it to drain
+    get_openlineage_listener().before_stopping(None)
+    path = Path(os.environ["SCIMFLOW_TEST_OPENLINEAGE_EVENTS"])
+    assert path.exists(), f"no OpenLineage events in {path}: is OpenLineage on (tests/conftest.py)?"
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def airflow_run_id(event: dict) -> str | None:
+        facets = event["run"].get("facets", {})
+        task_facet = facets.get("airflow", {})  # task events
+        dag_facet = facets.get("airflowDagRun", {})  # DAG events
+        return (task_facet.get("dagRun") or dag_facet.get("dagRun") or {}).get("run_id")
+
+    return [e for e in events if airflow_run_id(e) == run_id]
+
+
+def datasets(event: dict, key: str) -> list[dict[str, str]]:
+    """An event's inputs or outputs as namespace and name, in a stable order."""
+    found = [{"namespace": d["namespace"], "name": d["name"]} for d in event.get(key, [])]
+    return sorted(found, key=lambda d: (d["namespace"], d["name"]))
+
+
+def test_lineage_events_name_the_okta_snapshot_and_scim_datasets(airflow_db, dag, world) -> None:  # type: ignore[no-untyped-def]
+    result = run(dag, world)
+    assert str(result.state) == "success", states(result)
+    events = lineage_events(result.run_id)
+    complete = [e for e in events if e["eventType"] == "COMPLETE"]
+    by_job: dict[str, list[dict]] = {}
+    for e in complete:
+        by_job.setdefault(e["job"]["name"], []).append(e)
+    assert {e["job"]["namespace"] for e in complete} == {"scimflow"}
+    snapshot = {"namespace": "file", "name": "/scimflow/snapshots/okta"}
+
+    [export] = by_job["okta_resync.export"]
+    assert datasets(export, "inputs") == [
+        {"namespace": "okta://okta", "name": "groups"},
+        {"namespace": "okta://okta", "name": "users"},
+    ]
+    assert datasets(export, "outputs") == [snapshot]
+
+    # one COMPLETE per map index, each with its own run id; the alias's assets as outputs
+    syncs = by_job["okta_resync.sync_target"]
+    by_index = {e["run"]["facets"]["airflow"]["taskInstance"]["map_index"]: e for e in syncs}
+    assert sorted(by_index) == [0, 1] and len({e["run"]["runId"] for e in syncs}) == 2
+    for index, target in enumerate(["app-a", "app-b"]):
+        event = by_index[index]
+        assert snapshot in datasets(event, "inputs")
+        assert datasets(event, "outputs") == [
+            {"namespace": f"scim://{target}", "name": "Groups"},
+            {"namespace": f"scim://{target}", "name": "Users"},
+        ]
+    # the DAG run's own COMPLETE is there once the listener's pool has drained
+    assert "okta_resync" in by_job
