@@ -460,3 +460,19 @@ def test_cli_verify_unreachable_exits_2_without_the_password() -> None:
     assert result.exit_code == 2
     assert "verify the audit log" in result.stderr
     assert "s3cret-pw" not in result.output
+
+
+def test_head_names_the_newest_migration(db: Path) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from scimflow.state.store import HEAD, MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+    with StateStore(_url(db)) as s:
+        assert not s._at_head()
+        s.migrate()
+        assert s._at_head()
+        s.migrate()  # the fast path: nothing to do, nothing broken
+        s.save_links("app-a", "User", [("00u1", "s1", "h1")])
