@@ -21,23 +21,17 @@ Goals: p95 at most 10 s at 5 events/s; the 10,000-change burst converged within 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 from scimflow.demo import AirflowApi, stream_phase
 from scimflow.services import Stack
-from scimflow.services.settings import ServicesSettings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from services_start import settings_for  # bench/ is on the path when run as a script
 
 
 def main() -> None:
@@ -53,19 +47,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="scimflow-bench-stream-"))
     work.chmod(0o755)
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scimflow"
-    settings = ServicesSettings(
-        home=work / "home",
-        cache=cache,
-        dags_folder=Path(__file__).resolve().parents[1] / "dags",
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        postgres_port=free_port(),
-        scim_ports={"scim-a": free_port(), "scim-b": free_port()},
-        airflow_port=free_port(),
-        okta_port=free_port(),
-        receiver_port=free_port(),
-        okta_users=args.users,
-        okta_groups=args.groups,
+    settings = dataclasses.replace(
+        settings_for(work / "home", cache), okta_users=args.users, okta_groups=args.groups
     )
     stack = Stack(settings)
     services = stack.select(None, with_airflow=True)

@@ -6,7 +6,6 @@ consumer group (the doorbell only wakes the DAG, and dag.test() stands in for it
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,46 +17,20 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture()
 def world(okta_emulator, scim_tenant, kafka, tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
-    from scimflow.services.kafka import ensure_topics
-
-    okta = okta_emulator(users=30, groups=3, seed=5)
-    base_a, token = scim_tenant
-    base_b = base_a.replace("/t", "/b", 1)
-    topic = f"okta.events.{uuid.uuid4().hex[:8]}"
-    ensure_topics(kafka.address, {topic: 3, f"{topic}.dlq": 1})
-    monkeypatch.setenv("OKTA_API_TOKEN", "emulator-token")
-    monkeypatch.setenv("APP_TOKEN", token)
-    monkeypatch.setenv("SCIMFLOW_TEST_STATE_URL", f"sqlite:///{tmp_path / 'state.db'}")
-    monkeypatch.setenv("SCIMFLOW_DATA", str(tmp_path / "data"))
-    config = tmp_path / "scimflow.yaml"
-
-    def write(b_url: str = base_b) -> None:
-        config.write_text(f"""
-okta: {{org_url: "{okta.url}", token: {{env: OKTA_API_TOKEN}}}}
-state: {{url: {{env: SCIMFLOW_TEST_STATE_URL}}}}
-kafka: {{bootstrap_servers: "{kafka.address}", topic: {topic}, dlq_topic: {topic}.dlq,
-         group: g-{topic}}}
-targets:
-  - name: app-a
-    base_url: {base_a}
-    auth: {{type: bearer, token: {{env: APP_TOKEN}}}}
-  - name: app-b
-    base_url: {b_url}
-    auth: {{type: bearer, token: {{env: APP_TOKEN}}}}
-""")
-
-    write()
     from scimflow.scim.config import load_config
 
+    from tests.support.stream_world import stream_world
+
+    w = stream_world(okta_emulator, scim_tenant, kafka, tmp_path, monkeypatch, seed=5)
     return {
-        "okta": okta,
-        "config": config,
-        "kafka": lambda: load_config(config).kafka,
-        "write": write,
-        "a": base_a,
-        "b": base_b,
-        "token": token,
-        "state": f"sqlite:///{tmp_path / 'state.db'}",
+        "okta": w.okta,
+        "config": w.path,
+        "kafka": lambda: load_config(w.path).kafka,
+        "write": w.write,
+        "a": w.a,
+        "b": w.b,
+        "token": w.token,
+        "state": w.state,
     }
 
 

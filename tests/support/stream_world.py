@@ -1,0 +1,69 @@
+"""The set-up the stream's tests share: an emulator, two empty SCIM targets, a topic of
+their own on the session's broker, a SQLite state store, and a configuration file."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class StreamWorld:
+    okta: Any  # the running EmulatorServer
+    path: Path  # the configuration file
+    a: str  # base URL of target app-a
+    b: str  # base URL of target app-b
+    token: str
+    state: str  # the state store's URL
+    kafka_address: str
+    topic: str
+
+    def write(self, b_url: str | None = None) -> Any:
+        """(Re)write the configuration, app-b at ``b_url`` if given; return it loaded."""
+        from scimflow.scim.config import load_config
+
+        t = self.topic
+        self.path.write_text(f"""
+okta: {{org_url: "{self.okta.url}", token: {{env: OKTA_API_TOKEN}}}}
+state: {{url: {{env: SCIMFLOW_TEST_STATE_URL}}}}
+kafka: {{bootstrap_servers: "{self.kafka_address}", topic: {t}, dlq_topic: {t}.dlq,
+         group: g-{t}}}
+targets:
+  - name: app-a
+    base_url: {self.a}
+    auth: {{type: bearer, token: {{env: APP_TOKEN}}}}
+  - name: app-b
+    base_url: {b_url or self.b}
+    auth: {{type: bearer, token: {{env: APP_TOKEN}}}}
+""")
+        return load_config(self.path)
+
+
+def stream_world(
+    okta_emulator: Any, scim_tenant: Any, kafka: Any, tmp_path: Path, monkeypatch: Any, *, seed: int
+) -> StreamWorld:
+    from scimflow.services.kafka import ensure_topics
+
+    okta = okta_emulator(users=30, groups=3, seed=seed)
+    base_a, token = scim_tenant
+    topic = f"okta.events.{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka.address, {topic: 3, f"{topic}.dlq": 1})
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("OKTA_API_TOKEN", "emulator-token")
+    monkeypatch.setenv("APP_TOKEN", token)
+    monkeypatch.setenv("SCIMFLOW_TEST_STATE_URL", state)
+    monkeypatch.setenv("SCIMFLOW_DATA", str(tmp_path / "data"))
+    world = StreamWorld(
+        okta=okta,
+        path=tmp_path / "scimflow.yaml",
+        a=base_a,
+        b=base_a.replace("/t", "/b", 1),
+        token=token,
+        state=state,
+        kafka_address=kafka.address,
+        topic=topic,
+    )
+    world.write()
+    return world
