@@ -232,3 +232,72 @@ def test_the_stream_once_command_runs_a_batch(world) -> None:  # type: ignore[no
     assert world["token"] not in result.output
     assert lag(world["config"].kafka) == 0
     assert len(scim_users(world["a"], world["token"])) == 1
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(world) -> None:  # type: ignore[no-untyped-def]
+    """`scimflow stream once` is SIGKILLed while it writes to app-a (every answer held back
+    by a proxy, so some writes reached the target unanswered); the next batch replays."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from urllib.parse import urlsplit
+
+    from scimflow.stream.kafka import lag, publish
+
+    from tests.support.fault_proxy import FaultProxy
+
+    d = world["okta"].state.directory
+    before = len(d.log)
+    changed = d.user_ids[10:22]
+    for uid in changed:
+        d.update_profile(uid, {"title": "Killed Mid-Batch"})
+    publish(world["config"].kafka, d.log[before:])
+    upstream = urlsplit(world["a"])
+    with FaultProxy(f"{upstream.scheme}://{upstream.netloc}") as proxy:
+        proxy.delay(1.0, methods=["POST"])
+        world["write"](a_url=proxy.url + upstream.path)
+        exe = os.path.join(os.path.dirname(sys.executable), "scimflow")
+        proc = subprocess.Popen(
+            [
+                exe,
+                "stream",
+                "once",
+                "--config",
+                str(world["dir"] / "scimflow.yaml"),
+                "--data-dir",
+                str(world["dir"] / "killed"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while len(scim_users(world["a"], world["token"])) < 2:
+                assert proc.poll() is None, "the batch ended before it could be killed"
+                assert time.monotonic() < deadline, "no write reached the target"
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+    written = len(scim_users(world["a"], world["token"]))
+    assert 2 <= written < len(changed)
+    assert lag(world["config"].kafka) == len(changed)  # nothing committed: nothing lost
+
+    world["config"] = world["write"]()  # app-a direct again
+    replay = once(world, 1)
+    assert replay["read"] == len(changed)
+    a = scim_users(world["a"], world["token"])
+    names = [
+        u["userName"]
+        for u in httpx.get(
+            f"{world['a']}/Users",
+            params={"count": 1000},
+            headers={"Authorization": f"Bearer {world['token']}"},
+        ).json()["Resources"]
+    ]
+    assert len(names) == len(set(names)) == len(changed)  # each user once
+    assert {u["title"] for u in a.values()} == {"Killed Mid-Batch"}
+    assert len(scim_users(world["b"], world["token"])) == len(changed)
+    assert lag(world["config"].kafka) == 0

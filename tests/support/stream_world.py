@@ -20,8 +20,8 @@ class StreamWorld:
     kafka_address: str
     topic: str
 
-    def write(self, b_url: str | None = None) -> Any:
-        """(Re)write the configuration, app-b at ``b_url`` if given; return it loaded."""
+    def write(self, b_url: str | None = None, a_url: str | None = None) -> Any:
+        """(Re)write the configuration, targets at other URLs if given; return it loaded."""
         from scimflow.scim.config import load_config
 
         t = self.topic
@@ -32,7 +32,7 @@ kafka: {{bootstrap_servers: "{self.kafka_address}", topic: {t}, dlq_topic: {t}.d
          group: g-{t}}}
 targets:
   - name: app-a
-    base_url: {self.a}
+    base_url: {a_url or self.a}
     auth: {{type: bearer, token: {{env: APP_TOKEN}}}}
   - name: app-b
     base_url: {b_url or self.b}
