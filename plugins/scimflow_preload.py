@@ -46,9 +46,12 @@ if _in_scheduler():
     import importlib
 
     t0 = time.monotonic()
-    for name in PRELOAD:
+    # tasks forked from the scheduler load plugins again: they find everything loaded
+    todo = [name for name in PRELOAD if name not in sys.modules]
+    for name in todo:
         try:
             importlib.import_module(name)
         except Exception as exc:  # a preload must never stop the scheduler
             log.warning("scimflow preload: %s not loaded (%s)", name, type(exc).__name__)
-    log.info("scimflow preload: %d modules in %.1f s", len(PRELOAD), time.monotonic() - t0)
+    if todo:
+        log.info("scimflow preload: %d modules in %.1f s", len(todo), time.monotonic() - t0)
