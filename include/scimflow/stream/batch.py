@@ -347,6 +347,7 @@ def apply_to_target(
                     f"{target_name}: {len(failed)} operations still failing after retries "
                     f"(first: {failed[0][1]})"
                 )
+            summary["released"] = _release_unavailable(store, target_name, frames)
         except ScimflowError as exc:
             if not last_try:
                 raise
@@ -372,6 +373,28 @@ def _get_group(target: Any, scim_id: str) -> dict[str, Any] | None:
     except ScimNotFoundError:
         return None
     return found
+
+
+def _release_unavailable(store: Any, target: str, frames: Mapping[str, pd.DataFrame]) -> int:
+    """Unpark the batch's records parked only because the target was down: the batch
+    reached the target, so they are written or already equal (the executor unparks what
+    it wrote; this releases the ones that needed no write, which would else be retried
+    in every batch)."""
+    in_batch = {
+        "User": set(frames["users"]["id"].dropna().astype(str)),
+        "Group": set(frames["groups"]["id"].dropna().astype(str)),
+    }
+    released = 0
+    for kind in ("User", "Group"):
+        ids = [
+            p.okta_id
+            for p in store.parked(target)
+            if p.kind == kind and p.okta_id in in_batch[kind] and p.reason.startswith(UNAVAILABLE)
+        ]
+        if ids:
+            store.unpark(target, kind, ids)
+            released += len(ids)
+    return released
 
 
 def _park_batch(store: Any, target: str, frames: Mapping[str, pd.DataFrame], reason: str) -> int:
