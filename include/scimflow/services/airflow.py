@@ -132,6 +132,10 @@ class AirflowStandalone(Service):
         env.update(
             {
                 "AIRFLOW__API__PORT": str(self.settings.airflow_port),
+                # tasks report to the API server's execution API: on our port, not 8080
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": (
+                    f"http://127.0.0.1:{self.settings.airflow_port}/execution/"
+                ),
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
