@@ -109,6 +109,9 @@ def write_stack_config(settings: ServicesSettings) -> Path:
             f"    base_url: {ScimServer(settings, name).address}",
             f"    auth: {{type: bearer, token: {{env: {var}}}}}",
             "    deletion_guard: {max_share: 0.1, min_users: 10}",
+            # a local scim2-server takes ~400 writes a second (the default cap, 50, is
+            # for SaaS applications that publish tighter limits)
+            "    requests_per_second: 300",
         ]
     lines += [
         f'kafka: {{bootstrap_servers: "{settings.kafka_bootstrap}", '
