@@ -61,6 +61,10 @@ def main() -> None:
         api = AirflowApi(stack.airflow, timeout=60)
         api.wait_for_dag("okta_resync", timeout=300)
         api.unpause("okta_resync")
+        # unpaused now, so its doorbell watcher is registered (at the next parse of the
+        # file, up to 30 s) long before the first change is measured
+        api.wait_for_dag("okta_events", timeout=300)
+        api.unpause("okta_events")
         run_id = api.trigger("okta_resync")
         result = api.wait_for_run("okta_resync", run_id, timeout=3600)
         rows.append(

@@ -143,6 +143,10 @@ def demo(
     try:
         api.wait_for_dag(dag_id)
         api.unpause(dag_id)
+        if stream_seconds > 0:
+            # unpaused early: its doorbell watcher registers at the file's next parse
+            api.wait_for_dag("okta_events")
+            api.unpause("okta_events")
         run_id = api.trigger(dag_id)
         console.print(f"triggered {dag_id} run {run_id}; waiting ...")
         result = api.wait_for_run(dag_id, run_id)
