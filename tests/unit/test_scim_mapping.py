@@ -472,3 +472,15 @@ def check_mapped_or_rejected(
         )
         json.dumps(desired.payload, ensure_ascii=False).encode("utf-8")  # can be sent
         assert desired.manager_okta_id is None or desired.manager_okta_id.encode("utf-8")
+
+
+def test_a_desired_user_keeps_the_payload_not_the_scim2_models_object() -> None:
+    """100,000 scim2-models objects cost about 0.9 GB per target: only the JSON is kept."""
+    from dataclasses import fields
+
+    from pydantic import BaseModel
+
+    desired = map_users(users_frame([row()]), target()).users["00u1"]
+    assert not any(isinstance(getattr(desired, f.name), BaseModel) for f in fields(desired))
+    assert not hasattr(desired, "__dict__")  # slots: no per-instance dict either
+    assert desired.user.model_dump() == desired.payload  # rebuilt on demand, the same

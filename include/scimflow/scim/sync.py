@@ -2,14 +2,16 @@
 
 The same code serves ``scimflow sync`` and the resync DAG's per-target task. The Okta
 side arrives as DataFrames (users, groups, memberships: :mod:`scimflow.okta.source`).
-Two passes at most: the second only when the first created users whose manager or
-group membership needed SCIM ids that did not exist yet.
+One plan for the users, applied wave by wave (:func:`apply_user_plan`) so that a user
+created with a manager created in the same run carries the manager's new SCIM id in its
+one create; then the groups, whose members are the users' SCIM ids.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +20,24 @@ import pandas as pd
 from scimflow.errors import DeletionGuardError
 from scimflow.scim.apply import ApplyResult, Executor, StoreLike
 from scimflow.scim.client import OAuth2ClientCredentials, ScimTarget
-from scimflow.scim.plan import Plan, plan_groups, plan_users
+from scimflow.scim.plan import (
+    LinkLike,
+    Operation,
+    Plan,
+    managed_view,
+    manager_followup,
+    plan_groups,
+    plan_users,
+    resolve_manager,
+)
 
-__all__ = ["TargetReport", "check_deletion_guard", "open_target", "sync_target"]
+__all__ = [
+    "TargetReport",
+    "apply_user_plan",
+    "check_deletion_guard",
+    "open_target",
+    "sync_target",
+]
 
 
 @dataclass
@@ -36,6 +53,10 @@ class TargetReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     plans: list[Plan] = field(default_factory=list)
     seconds: float = 0.0
+    # seconds per stage (for benchmarks and logs): map; read_users (alongside map) and
+    # wait_read_users (the part of it map did not hide); plan_users, apply_users,
+    # read_groups, plan_groups, apply_groups
+    stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def writes(self) -> int:
@@ -101,6 +122,25 @@ def sync_target(
     report = TargetReport(config.name, dry_run)
     owned = target is None
     target = target or open_target(config)
+    clock = [time.monotonic()]
+
+    def lap(stage: str) -> None:
+        now = time.monotonic()
+        report.stages[stage] = round(report.stages.get(stage, 0.0) + now - clock[0], 3)
+        clock[0] = now
+
+    # The target's users are read while the Okta side is mapped: the read waits on the
+    # target, the mapping on this process's CPU.
+    say(f"{config.name}: reading users")
+    reader = ThreadPoolExecutor(1, thread_name_prefix=f"read-{config.name}")
+
+    def read_users() -> list[dict[str, Any]]:
+        started = time.monotonic()
+        found = [managed_view(r) for r in target.list_resources("Users")]
+        report.stages["read_users"] = round(time.monotonic() - started, 3)
+        return found
+
+    reading = reader.submit(read_users)
     try:
         scope_ids = in_scope_users(users, memberships, groups, config.scope)
         mapped = map_users(users[users["id"].isin(list(scope_ids))], config)
@@ -118,34 +158,42 @@ def sync_target(
             requests_per_second=config.requests_per_second,
         )
         use_patch = target.capabilities.patch
-        for attempt in range(2):
-            say(f"{config.name}: reading users")
-            actual_users = list(target.list_resources("Users"))
-            links = store.links(config.name, "User")
-            plan = plan_users(
-                config.name,
-                mapped.users,
-                links,
-                actual_users,
-                deprovision=config.deprovision,
-                use_patch=use_patch,
-                unmanaged=getattr(config, "unmanaged_users", "ignore"),
+        lap("map")
+        actual_users = reading.result()
+        lap("wait_read_users")  # what the mapping did not hide of the read
+        plan = plan_users(
+            config.name,
+            mapped.users,
+            store.links(config.name, "User"),
+            actual_users,
+            deprovision=config.deprovision,
+            use_patch=use_patch,
+            unmanaged=getattr(config, "unmanaged_users", "ignore"),
+        )
+        del actual_users
+        lap("plan_users")
+        check_deletion_guard(plan, config, force=force)
+        _add(report.planned, plan.counts())
+        if dry_run:
+            report.plans.append(plan)
+        elif plan:
+            say(f"{config.name}: applying {len(plan.operations)} user operations")
+            _merge(
+                report,
+                apply_user_plan(
+                    executor,
+                    plan,
+                    lambda: store.links(config.name, "User"),
+                    use_patch=use_patch,
+                ),
             )
-            check_deletion_guard(plan, config, force=force)
-            if dry_run:
-                report.plans.append(plan)
-                _add(report.planned, plan.counts())
-                break
-            _add(report.planned, plan.counts())
-            if plan:
-                say(f"{config.name}: applying {len(plan.operations)} user operations")
-                _merge(report, executor.apply(plan))
-            if attempt == 1 or not any(op.action == "create" for op in plan.operations):
-                break
+        del plan
+        lap("apply_users")
         user_links = store.links(config.name, "User")
         if getattr(config, "push_groups", True):
             say(f"{config.name}: reading groups")
             actual_groups = list(target.list_resources("Groups"))
+            lap("read_groups")
             pending = [
                 op.okta_id for p in report.plans for op in p.operations if op.action == "create"
             ]
@@ -158,17 +206,56 @@ def sync_target(
                 use_patch=use_patch,
                 pending_users=pending,
             )
+            del actual_groups
+            lap("plan_groups")
             _add(report.planned, gplan.counts())
             if dry_run:
                 report.plans.append(gplan)
             elif gplan:
                 say(f"{config.name}: applying {len(gplan.operations)} group operations")
                 _merge(report, executor.apply(gplan, user_links=user_links))
+            lap("apply_groups")
     finally:
+        reader.shutdown(wait=False, cancel_futures=True)
         if owned:
             target.close()
     report.seconds = time.monotonic() - t0
     return report
+
+
+def apply_user_plan(
+    executor: Executor,
+    plan: Plan,
+    links: Callable[[], Mapping[str, LinkLike]],
+    *,
+    use_patch: bool = True,
+) -> ApplyResult:
+    """Apply a user plan wave by wave; then set the managers a cycle left out.
+
+    Before each wave whose operations wait for a manager created earlier, ``links()``
+    (the target's user links, read from the state store) gives the managers' new SCIM
+    ids, which :func:`~scimflow.scim.plan.resolve_manager` puts in. An operation still
+    without its manager after the last wave (a manager cycle, or a manager whose create
+    was parked or failed) gets the one-attribute follow-up update of
+    :func:`~scimflow.scim.plan.manager_followup` when its manager exists by then.
+    """
+    total = ApplyResult(plan.target)
+    left_out: list[Operation] = []
+    for number, wave in enumerate(plan.waves()):
+        if number and any(op.manager is not None for op in wave):
+            known = links()
+            wave = tuple(resolve_manager(op, known) for op in wave)
+            del known
+        left_out += [op for op in wave if op.manager is not None]
+        total.merge(executor.apply(Plan(plan.target, wave, managed_users=plan.managed_users)))
+    if left_out:
+        known = links()
+        followups = tuple(
+            f for op in left_out if (f := manager_followup(op, known, use_patch=use_patch))
+        )
+        if followups:
+            total.merge(executor.apply(Plan(plan.target, followups, plan.managed_users)))
+    return total
 
 
 def _add(into: dict[str, int], counts: dict[str, int]) -> None:
