@@ -101,9 +101,10 @@ def test_migrate_is_idempotent_and_safe_to_run_at_once(pg_url: str) -> None:
         "scimflow_parked",
         "scimflow_audit",
         "scimflow_audit_head",
+        "scimflow_seen_events",
         "scimflow_alembic_version",
     }
-    assert [tuple(r) for r in version] == [("0001",)]
+    assert [tuple(r) for r in version] == [("0002",)]
 
 
 def test_links_upsert_constraint_and_drop(store: StateStore) -> None:
