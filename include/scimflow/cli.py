@@ -586,5 +586,22 @@ def _print_reports(reports, dry_run: bool) -> None:  # type: ignore[no-untyped-d
                     console.print(f"  {name}: ... {len(plan.operations) - 50} more")
 
 
+def main() -> None:
+    """The ``scimflow`` command: a scimflow error (bad configuration, a service that cannot
+    be reached, a refused token) is one line naming what and why, exit status 2, not a
+    traceback. Its messages are written to be shown: they never hold a secret's value."""
+    from rich.markup import escape
+
+    from scimflow.errors import ScimflowError
+
+    try:
+        app()
+    except ScimflowError as exc:
+        Console(stderr=True, width=None if sys.stderr.isatty() else 160).print(
+            f"[red]error:[/] {escape(str(exc))}", highlight=False
+        )
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -122,8 +122,9 @@ def sync_from_snapshot(
     bad_users, bad_groups = set(quarantine["users"]), set(quarantine["groups"])
     users = users[~users["id"].isin(bad_users)]
     groups = groups[~groups["id"].isin(bad_groups)]
+    # a quarantined user keeps its memberships (held below: left as it is, not removed)
     memberships = memberships[
-        memberships["user_id"].isin(set(users["id"]))
+        memberships["user_id"].isin(set(users["id"]) | bad_users)
         & memberships["group_id"].isin(set(groups["id"]))
     ]
     store = StateStore(config.state.resolved_url())
@@ -146,6 +147,8 @@ def sync_from_snapshot(
             cause=f"resync:{run_id}",
             dry_run=dry_run,
             force=force,
+            # quarantined records are parked, their resources left as they are
+            hold={i for i in bad_users | bad_groups if not i.startswith("row:")},
         )
     finally:
         store.close()

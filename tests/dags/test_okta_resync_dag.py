@@ -164,6 +164,42 @@ def test_a_record_failing_validation_is_quarantined_and_the_others_pushed(
     assert [p.okta_id for p in parked] == [bad] and "email" in parked[0].reason
 
 
+def test_a_pushed_user_whose_record_turns_bad_is_parked_not_deactivated(
+    airflow_db, dag, world
+) -> None:  # type: ignore[no-untyped-def]
+    assert str(run(dag, world).state) == "success"
+    d = world["okta"].state.directory
+    # a pushed user who is a member of a group
+    gid, uid = next((g, min(m)) for g, m in sorted(d.members.items()) if m)
+    login = d.users[uid]["profile"]["login"]
+    group_name = d.groups[gid]["profile"]["name"]
+
+    def seen() -> tuple[bool, bool]:
+        by_name = {u["userName"]: u for u in users(world["a"], world["token"])}
+        resp = httpx.get(
+            f"{world['a']}/Groups",
+            params={"count": 1000},
+            headers={"Authorization": f"Bearer {world['token']}"},
+        )
+        group = next(g for g in resp.json()["Resources"] if g["displayName"] == group_name)
+        member_ids = {m["value"] for m in group.get("members", [])}
+        return bool(by_name[login].get("active")), by_name[login]["id"] in member_ids
+
+    assert seen() == (True, True)
+    d.users[uid]["profile"]["email"] = "not-an-email"  # fails validation from now on
+    result = run(dag, world)
+    assert str(result.state) == "success", states(result)
+    assert xcom(result, "validate")["quarantined_users"] == 1
+    # parked with its reason; its resource left as it was: still active, still a member
+    assert seen() == (True, True)
+    summary = xcom(result, "sync_target", 0)
+    assert summary["writes"] == 0, summary
+    from scimflow.state.store import StateStore
+
+    with StateStore(world["state"]) as store:
+        assert [p.okta_id for p in store.parked("app-a")] == [uid]
+
+
 def test_a_dry_run_writes_nothing_and_shows_the_plan(airflow_db, dag, world) -> None:  # type: ignore[no-untyped-def]
     result = run(dag, world, dry_run=True, targets=["app-a"])
     assert str(result.state) == "success", states(result)

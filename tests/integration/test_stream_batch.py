@@ -312,3 +312,112 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(world) -
     assert {u["title"] for u in a.values()} == {"Killed Mid-Batch"}
     assert len(scim_users(world["b"], world["token"])) == len(changed)
     assert lag(world["config"].kafka) == 0
+
+
+def _member_logins(world: dict[str, Any], base: str, group_name: str) -> dict[str, bool]:
+    """The group's members in a target, by login, with whether each is active."""
+    by_id = {u["id"]: u for u in scim_users(base, world["token"]).values()}
+    group = scim_groups(base, world["token"])[group_name]
+    return {
+        by_id[m["value"]]["userName"]: bool(by_id[m["value"]].get("active"))
+        for m in group.get("members", [])
+    }
+
+
+def test_a_leaver_leaves_its_groups_in_the_same_batch_and_a_returner_rejoins(world) -> None:  # type: ignore[no-untyped-def]
+    from scimflow.stream.kafka import publish
+
+    # app-a keeps every status: a deactivated user stays, inactive, in its groups (as in
+    # Okta); app-b only ACTIVE users: a leaver leaves its scope, so its groups too
+    world["config"] = world["write"](b_statuses="ACTIVE")
+    d = world["okta"].state.directory
+    gid, uid, other = next((g, *sorted(m)[:2]) for g, m in sorted(d.members.items()) if len(m) >= 2)
+    login, name = d.users[uid]["profile"]["login"], d.groups[gid]["profile"]["name"]
+    mark = len(d.log)
+    for u in (uid, other):
+        if d.users[u]["status"] == "DEPROVISIONED":
+            d.lifecycle(u, "reactivate")
+        if d.users[u]["status"] != "ACTIVE":
+            d.lifecycle(u, "activate")
+        # the group and these two members reach both targets
+        d.remove_member(gid, u)
+        d.add_member(gid, u)
+    publish(world["config"].kafka, d.log[mark:])
+    once(world, 1)
+    for base in (world["a"], world["b"]):
+        assert _member_logins(world, base, name)[login] is True
+
+    # the leaver: its only event is its deactivation, which names no group
+    mark = len(d.log)
+    d.lifecycle(uid, "deactivate")
+    assert [e["eventType"] for e in d.log[mark:]] == ["user.lifecycle.deactivate"]
+    publish(world["config"].kafka, d.log[mark:])
+    second = once(world, 2)
+    assert second["hydrate"]["lifecycle_users"] == 1
+    assert second["hydrate"]["groups"] >= 1  # the leaver's groups joined the batch
+    stays = d.users[other]["profile"]["login"]
+    assert scim_users(world["a"], world["token"])[login]["active"] is False
+    assert _member_logins(world, world["a"], name) == {login: False, stays: True}
+    assert scim_users(world["b"], world["token"])[login]["active"] is False
+    assert _member_logins(world, world["b"], name) == {stays: True}
+
+    # back again: active, and a member again
+    mark = len(d.log)
+    d.lifecycle(uid, "reactivate")
+    d.lifecycle(uid, "activate")
+    publish(world["config"].kafka, d.log[mark:])
+    once(world, 3)
+    for base in (world["a"], world["b"]):
+        assert _member_logins(world, base, name)[login] is True
+
+
+def test_a_user_and_its_new_manager_in_one_batch_are_each_written_once(world) -> None:  # type: ignore[no-untyped-def]
+    from scimflow.state.store import StateStore
+    from scimflow.stream.kafka import publish
+
+    d = world["okta"].state.directory
+    mark = len(d.log)
+    boss = d.create_user({**d.random_profile(), "title": "Director"})
+    report = d.create_user({**d.random_profile(), "managerId": boss})
+    # the report's events first: without waves its create would miss the manager
+    events = d.log[mark:]
+    events = [e for e in events if e["target"][0]["id"] == report] + [
+        e for e in events if e["target"][0]["id"] == boss
+    ]
+    publish(world["config"].kafka, events)
+    result = once(world, 1)
+    assert [t["writes"] for t in result["targets"]] == [2, 2], result
+    for base in (world["a"], world["b"]):
+        got = scim_users(base, world["token"])
+        boss_scim = got[d.users[boss]["profile"]["login"]]["id"]
+        mine = got[d.users[report]["profile"]["login"]]
+        manager = mine["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"]
+        assert manager["value"] == boss_scim
+    with StateStore(world["config"].state.resolved_url()) as store:
+        ops = [r["operation"] for r in store.audit("app-a", limit=100)]
+    assert sorted(ops) == ["create", "create"]
+
+
+def test_the_catch_up_forgets_uuids_seen_before_the_system_logs_retention(
+    world, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from scimflow.state import store as store_module
+    from scimflow.state.store import StateStore
+    from scimflow.stream.catchup import SEEN_RETENTION, catch_up
+
+    now = datetime.now(UTC)
+    with StateStore(world["config"].state.resolved_url()) as store:
+        store.migrate()
+        with monkeypatch.context() as m:
+            m.setattr(store_module, "_now", lambda: now - SEEN_RETENTION - timedelta(hours=1))
+            store.mark_seen([("old-1", None), ("old-2", None)])
+            m.setattr(store_module, "_now", lambda: now - SEEN_RETENTION + timedelta(hours=1))
+            store.mark_seen([("recent", None)])
+        dry = catch_up(world["config"], now - timedelta(hours=1), now, store=store, dry_run=True)
+        assert dry["pruned_seen"] == 0
+        assert store.unseen(["old-1", "old-2", "recent"]) == set()
+        done = catch_up(world["config"], now - timedelta(hours=1), now, store=store)
+        assert done["pruned_seen"] == 2
+        assert store.unseen(["old-1", "old-2", "recent"]) == {"old-1", "old-2"}

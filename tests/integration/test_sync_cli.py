@@ -109,3 +109,28 @@ targets:
     ]
     for secret in ("emulator-token", token):
         assert secret not in first.stdout + first.stderr + third.stdout + third.stderr
+
+
+def test_a_configuration_error_is_one_line_naming_it_not_a_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "scimflow.yaml"
+    config.write_text("""
+okta:
+  org_url: http://127.0.0.1:9
+  token: {env: OKTA_API_TOKEN}
+state:
+  url: {env: SCIMFLOW_TEST_STATE_URL_UNSET}
+targets:
+  - name: app-a
+    base_url: http://127.0.0.1:9/v2
+    auth: {type: bearer, token: {env: APP_TOKEN}}
+""")
+    secret = "tok-" + "s3cr3t-value-never-shown"
+    env = {"OKTA_API_TOKEN": secret, "APP_TOKEN": secret}
+    result = run_cli("sync", "--config", str(config), env=env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    assert "SCIMFLOW_TEST_STATE_URL_UNSET" in lines[0]
+    assert secret not in result.stderr + result.stdout

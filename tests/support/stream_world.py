@@ -20,8 +20,12 @@ class StreamWorld:
     kafka_address: str
     topic: str
 
-    def write(self, b_url: str | None = None, a_url: str | None = None) -> Any:
-        """(Re)write the configuration, targets at other URLs if given; return it loaded."""
+    def write(
+        self, b_url: str | None = None, a_url: str | None = None, b_statuses: str = ""
+    ) -> Any:
+        """(Re)write the configuration, targets at other URLs if given, app-b scoped to
+        the Okta statuses ``b_statuses`` (comma separated) if given; return it loaded."""
+        b_scope = f"\n    scope: {{statuses: [{b_statuses}]}}" if b_statuses else ""
         from scimflow.scim.config import load_config
 
         t = self.topic
@@ -36,7 +40,7 @@ targets:
     auth: {{type: bearer, token: {{env: APP_TOKEN}}}}
   - name: app-b
     base_url: {b_url or self.b}
-    auth: {{type: bearer, token: {{env: APP_TOKEN}}}}
+    auth: {{type: bearer, token: {{env: APP_TOKEN}}}}{b_scope}
 """)
         return load_config(self.path)
 

@@ -16,6 +16,7 @@ from scimflow.scim.apply import Executor
 from scimflow.scim.config import TargetConfig
 from scimflow.scim.plan import (
     ENTERPRISE,
+    LinksView,
     fingerprint,
     managed_view,
     plan_groups,
@@ -603,3 +604,24 @@ def test_a_target_that_cannot_be_read_fails_the_sync_and_writes_nothing() -> Non
             target=target,  # type: ignore[arg-type]
         )
     assert target.writes == 0 and store.audit_rows == []
+
+
+def test_held_links_are_left_as_they_are_and_only_a_batch_is_deprovisioned() -> None:
+    target, store = ModelTarget(), MemoryStore()
+    desired = {d.okta_id: d for d in (desired_user(i, "Engineer", "Sales", True) for i in range(5))}
+    converge(target, store, desired)
+    links = store.links("model", "User")
+    gone = {k: v for k, v in desired.items() if k not in ("00u1", "00u2", "00u3")}
+    actual = list(target.list_resources("Users"))
+    # without a view, all three absent users are deactivated
+    plain = plan_users("model", gone, links, actual)
+    assert sorted(op.okta_id for op in plain.operations) == ["00u1", "00u2", "00u3"]
+    # held (quarantined, rejected): left as they are; only the others deprovisioned
+    held = plan_users("model", gone, LinksView(links, hold={"00u2"}), actual)
+    assert sorted(op.okta_id for op in held.operations) == ["00u1", "00u3"]
+    # a batch: only its entities may be deprovisioned, every link is still found
+    batch = LinksView(links, only=["00u3", "00u9", "00u0"], hold={"00u2"})
+    assert list(batch) == ["00u3", "00u0"] and len(batch) == 2
+    assert "00u1" in batch and batch["00u1"].scim_id == links["00u1"].scim_id
+    planned = plan_users("model", {"00u0": desired["00u0"]}, batch, None)
+    assert [(op.action, op.okta_id) for op in planned.operations] == [("deactivate", "00u3")]

@@ -39,6 +39,7 @@ from typing import Any, Literal, Protocol
 __all__ = [
     "DEPROVISIONED_HASH",
     "ENTERPRISE",
+    "LinksView",
     "Operation",
     "Plan",
     "fingerprint",
@@ -68,6 +69,42 @@ Action = Literal[
     "members_add",
     "members_remove",
 ]
+
+
+class LinksView(Mapping[str, Any]):
+    """A target's links: every one found by look-up, only some iterated.
+
+    The planners look links up (a manager's SCIM id, a member's SCIM id) and deprovision
+    the linked ids they iterate that are not desired. ``only`` restricts the iteration to
+    a batch's entities (the stream: every link must be found, only the batch's may be
+    deprovisioned); ``hold`` leaves out the ids whose resources stay as they are: records
+    quarantined by validation or rejected by the mapping are parked with their reason,
+    never deactivated or deleted for being bad.
+    """
+
+    def __init__(
+        self,
+        links: Mapping[str, Any],
+        *,
+        only: Iterable[str] | None = None,
+        hold: Iterable[str] = (),
+    ) -> None:
+        self._links = links
+        held = set(hold)
+        keys = links if only is None else (k for k in dict.fromkeys(only) if k in links)
+        self._keys = [k for k in keys if k not in held]
+
+    def __getitem__(self, key: str) -> Any:
+        return self._links[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._links
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 class DesiredUserLike(Protocol):

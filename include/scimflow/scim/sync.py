@@ -10,7 +10,7 @@ one create; then the groups, whose members are the users' SCIM ids.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +21,9 @@ from scimflow.errors import DeletionGuardError
 from scimflow.scim.apply import ApplyResult, Executor, StoreLike
 from scimflow.scim.client import OAuth2ClientCredentials, ScimTarget
 from scimflow.scim.plan import (
+    DEPROVISIONED_HASH,
     LinkLike,
+    LinksView,
     Operation,
     Plan,
     managed_view,
@@ -113,8 +115,15 @@ def sync_target(
     force: bool = False,
     target: ScimTarget | None = None,
     on_progress: Callable[[str], None] | None = None,
+    hold: Collection[str] = (),
 ) -> TargetReport:
-    """Make one target equal to the mapped Okta state (see the module docstring)."""
+    """Make one target equal to the mapped Okta state (see the module docstring).
+
+    ``hold``: Okta ids (users or groups) whose resources stay as they are, never
+    deprovisioned for being absent from ``users`` or ``groups`` (records quarantined
+    by validation); users the mapping rejects are held too. A held user that is
+    linked keeps its group memberships.
+    """
     from scimflow.scim.mapping import in_scope_users, map_groups, map_users
 
     t0 = time.monotonic()
@@ -148,7 +157,6 @@ def sync_target(
         for okta_id, reason in mapped.rejected.items():
             if not dry_run:
                 store.park(config.name, "User", okta_id, f"mapping: {reason}", None)
-        desired_groups = map_groups(groups, memberships, set(mapped.users), config)
         executor = Executor(
             target,
             store,
@@ -161,10 +169,12 @@ def sync_target(
         lap("map")
         actual_users = reading.result()
         lap("wait_read_users")  # what the mapping did not hide of the read
+        links = store.links(config.name, "User")
+        held = set(hold) | set(mapped.rejected)
         plan = plan_users(
             config.name,
             mapped.users,
-            store.links(config.name, "User"),
+            LinksView(links, hold=held) if held else links,
             actual_users,
             deprovision=config.deprovision,
             use_patch=use_patch,
@@ -190,7 +200,16 @@ def sync_target(
         del plan
         lap("apply_users")
         user_links = store.links(config.name, "User")
+        # a held user that was pushed keeps its memberships
+        kept = {
+            u
+            for u in held
+            if (link := links.get(u)) is not None and link.pushed_hash != DEPROVISIONED_HASH
+        }
+        del links
         if getattr(config, "push_groups", True):
+            desired_groups = map_groups(groups, memberships, set(mapped.users) | kept, config)
+            group_links = store.links(config.name, "Group")
             say(f"{config.name}: reading groups")
             actual_groups = list(target.list_resources("Groups"))
             lap("read_groups")
@@ -200,7 +219,7 @@ def sync_target(
             gplan = plan_groups(
                 config.name,
                 desired_groups,
-                store.links(config.name, "Group"),
+                LinksView(group_links, hold=held) if held else group_links,
                 user_links,
                 actual_groups,
                 use_patch=use_patch,

@@ -41,6 +41,9 @@ def airflow_env(
         "AIRFLOW__CORE__FERNET_KEY": fernet_key,
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+        # an idle scheduler loop sleeps this long (default 1 s) before it notices a
+        # finished task or a queued run: each okta_events run has three such hops
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
         "AIRFLOW__OPENLINEAGE__DISABLED": "true",
     }
 

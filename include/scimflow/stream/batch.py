@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,8 @@ QUARANTINE = "quarantine.json"
 CAUSES = "causes.json"
 # the reason prefix of records parked because their target could not be written to
 UNAVAILABLE = "target unavailable"
+# events after which a user's groups join the batch (see hydrate)
+LIFECYCLE = "user.lifecycle."
 # parked-while-unavailable records retried per batch, oldest first
 RETRY_PARKED_MAX = 1000
 
@@ -132,6 +134,13 @@ def hydrate(config: Any, run_dir: Path, *, store: Any = None) -> dict[str, Any]:
     users = list(dict.fromkeys(users))
     groups = list(dict.fromkeys(groups))
     earliest = min((c.published for c in unique), default=None)
+    # a user whose status changed may enter or leave a target's scope, and with it the
+    # members of its groups (a leaver must leave them now, not at the next resync): those
+    # groups join the batch
+    lifecycle = list(
+        dict.fromkeys(u for c in unique if c.event_type.startswith(LIFECYCLE) for u in c.user_ids)
+    )
+    pushes_groups = any(t.push_groups for t in config.targets)
 
     settings = OktaSettings(org_url=str(config.okta.org_url), token=config.okta.token.resolve())
 
@@ -146,13 +155,20 @@ def hydrate(config: Any, run_dir: Path, *, store: Any = None) -> dict[str, Any]:
         async with OktaSource(settings) as source:
             r0 = source.pacer.requests
             u_frame = await source.hydrate_users(users, changed_since=earliest)
-            g_frame, m_frame = await source.hydrate_groups(groups)
             if scope_names and users:
                 # whether a changed user is in a target's scope: their groups, by name
                 um_frame = await source.user_group_memberships(users)
                 sg_frame = groups_frame(
                     [g for g in await source.list_groups() if g.get("name") in scope_names]
                 )
+            if lifecycle and pushes_groups:
+                of_lifecycle = (
+                    um_frame[um_frame["user_id"].isin(lifecycle)]
+                    if scope_names
+                    else await source.user_group_memberships(lifecycle)
+                )
+                groups.extend(g for g in dict.fromkeys(of_lifecycle["group_id"]) if g not in groups)
+            g_frame, m_frame = await source.hydrate_groups(groups)
             requests = source.pacer.requests - r0
 
     if users or groups:
@@ -177,6 +193,7 @@ def hydrate(config: Any, run_dir: Path, *, store: Any = None) -> dict[str, Any]:
         "unique_events": len(unique),
         "users": len(u_frame),
         "groups": len(g_frame),
+        "lifecycle_users": len(lifecycle),
         "retried_parked": len(retry),
         "deleted_users": int(u_frame["deleted"].fillna(False).astype(bool).sum())
         if len(u_frame)
@@ -187,31 +204,6 @@ def hydrate(config: Any, run_dir: Path, *, store: Any = None) -> dict[str, Any]:
         "report": str(report),
         "seconds": round(time.monotonic() - t0, 2),
     }
-
-
-class BatchLinks(Mapping[str, Any]):
-    """A target's links, seen whole by look-up but iterated over the batch only.
-
-    The planner looks links up (a manager's SCIM id, a member's SCIM id) and deprovisions
-    the linked ids it iterates that are not desired. Over a batch, every link must be
-    found but only the batch's entities may be deprovisioned: this view gives both.
-    """
-
-    def __init__(self, links: Mapping[str, Any], batch: Iterable[str]) -> None:
-        self._links = links
-        self._batch = [k for k in dict.fromkeys(batch) if k in links]
-
-    def __getitem__(self, key: str) -> Any:
-        return self._links[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._links
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._batch)
-
-    def __len__(self) -> int:
-        return len(self._batch)
 
 
 def _frames(run_dir: Path) -> dict[str, pd.DataFrame]:
@@ -231,7 +223,7 @@ def plan_batch(
 ) -> tuple[Any, Any, dict[str, str]]:
     """The user plan and a function giving the group plan (after users are applied)."""
     from scimflow.scim.mapping import in_scope_users, map_users
-    from scimflow.scim.plan import plan_users
+    from scimflow.scim.plan import LinksView, plan_users
 
     users = frames["users"]
     users = users[~users["id"].isin(set(quarantined.get("users", {})))]
@@ -246,7 +238,8 @@ def plan_batch(
     plan = plan_users(
         config.name,
         mapped.users,
-        BatchLinks(links, batch_users),
+        # a record the mapping rejected is parked; its user stays as it is
+        LinksView(links, only=batch_users, hold=mapped.rejected),
         None,
         deprovision=config.deprovision,
         use_patch=target.capabilities.patch,
@@ -266,8 +259,8 @@ def apply_to_target(
     """Stage 3 (see the module docstring) for one target."""
     from scimflow.scim.apply import Executor
     from scimflow.scim.mapping import map_groups
-    from scimflow.scim.plan import DEPROVISIONED_HASH, plan_groups
-    from scimflow.scim.sync import open_target
+    from scimflow.scim.plan import DEPROVISIONED_HASH, LinksView, plan_groups
+    from scimflow.scim.sync import apply_user_plan, open_target
     from scimflow.state.store import StateStore
 
     targets = {t.name: t for t in config.targets}
@@ -308,7 +301,16 @@ def apply_to_target(
                 summary["parked"] += 1
             results = []
             if plan:
-                results.append(executor.apply(plan))
+                # in waves: a user created with its new manager in the same batch carries
+                # the manager's SCIM id in its one create
+                results.append(
+                    apply_user_plan(
+                        executor,
+                        plan,
+                        lambda: store.links(target_name, "User"),
+                        use_patch=target.capabilities.patch,
+                    )
+                )
             user_links = store.links(target_name, "User")
             groups = frames["groups"]
             groups = groups[~groups["id"].isin(set(quarantined.get("groups", {})))]
@@ -330,7 +332,7 @@ def apply_to_target(
                 gplan = plan_groups(
                     target_name,
                     desired,
-                    BatchLinks(group_links, batch_groups),
+                    LinksView(group_links, only=batch_groups),
                     user_links,
                     actual,
                     use_patch=target.capabilities.patch,

@@ -6,6 +6,9 @@ for a time window this reads the log, keeps the provisioning event types, and pu
 to ``okta.events`` the events whose uuid the stream never marked seen. Duplicates (an
 event still on its way through Kafka) are harmless: the stream dedupes and applies
 current state.
+
+Each run also forgets the uuids seen more than :data:`SEEN_RETENTION` ago: their events
+have left the System Log, so no catch-up can read them again.
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scimflow.errors import ScimflowError
 from scimflow.stream.events import PROVISIONING_EVENT_TYPES, InvalidEvent, route
 
-__all__ = ["catch_up"]
+__all__ = ["SEEN_RETENTION", "catch_up"]
+
+# Okta keeps its System Log 90 days; two more for clocks and late runs
+SEEN_RETENTION = timedelta(days=92)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,7 @@ def catch_up(
         if own:
             store.migrate()
         unseen = store.unseen(e["uuid"] for e in routable)
+        pruned = 0 if dry_run else store.prune_seen(datetime.now(UTC) - SEEN_RETENTION)
     finally:
         if own:
             store.close()
@@ -71,6 +78,7 @@ def catch_up(
         "provisioning_events": len(wanted),
         "unseen": len(missing),
         "published": published,
+        "pruned_seen": pruned,
         "dry_run": dry_run,
         "seconds": round(time.monotonic() - t0, 2),
     }
@@ -78,8 +86,6 @@ def catch_up(
 
 def _utc_text(value: datetime) -> str:
     """Okta's time format: UTC, milliseconds, ``Z``."""
-    from datetime import UTC
-
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
