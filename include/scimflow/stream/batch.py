@@ -134,13 +134,14 @@ def hydrate(config: Any, run_dir: Path, *, store: Any = None) -> dict[str, Any]:
     users = list(dict.fromkeys(users))
     groups = list(dict.fromkeys(groups))
     earliest = min((c.published for c in unique), default=None)
-    # a user whose status changed may enter or leave a target's scope, and with it the
-    # members of its groups (a leaver must leave them now, not at the next resync): those
-    # groups join the batch
+    # a user whose status changed may enter or leave the scope of a target that keeps
+    # some statuses only, and with it the members of its groups (a leaver must leave them
+    # now, not at the next resync): those groups join the batch. (A target keeping every
+    # status keeps a deactivated user in its groups, inactive, as Okta does.)
     lifecycle = list(
         dict.fromkeys(u for c in unique if c.event_type.startswith(LIFECYCLE) for u in c.user_ids)
     )
-    pushes_groups = any(t.push_groups for t in config.targets)
+    scoped_by_status = any(t.push_groups and t.scope.statuses for t in config.targets)
 
     settings = OktaSettings(org_url=str(config.okta.org_url), token=config.okta.token.resolve())
 
@@ -161,7 +162,7 @@ def hydrate(config: Any, run_dir: Path, *, store: Any = None) -> dict[str, Any]:
                 sg_frame = groups_frame(
                     [g for g in await source.list_groups() if g.get("name") in scope_names]
                 )
-            if lifecycle and pushes_groups:
+            if lifecycle and scoped_by_status:
                 of_lifecycle = (
                     um_frame[um_frame["user_id"].isin(lifecycle)]
                     if scope_names
@@ -193,7 +194,7 @@ def hydrate(config: Any, run_dir: Path, *, store: Any = None) -> dict[str, Any]:
         "unique_events": len(unique),
         "users": len(u_frame),
         "groups": len(g_frame),
-        "lifecycle_users": len(lifecycle),
+        "lifecycle_users": len(lifecycle) if scoped_by_status else 0,
         "retried_parked": len(retry),
         "deleted_users": int(u_frame["deleted"].fillna(False).astype(bool).sum())
         if len(u_frame)
