@@ -329,7 +329,7 @@ def test_a_leaver_leaves_its_groups_in_the_same_batch_and_a_returner_rejoins(wor
 
     # app-a keeps every status: a deactivated user stays, inactive, in its groups (as in
     # Okta); app-b only ACTIVE users: a leaver leaves its scope, so its groups too
-    world["config"] = world["write"](b_statuses="ACTIVE")
+    world["config"] = world["write"](b_scope="statuses: [ACTIVE]")
     d = world["okta"].state.directory
     gid, uid, other = next((g, *sorted(m)[:2]) for g, m in sorted(d.members.items()) if len(m) >= 2)
     login, name = d.users[uid]["profile"]["login"], d.groups[gid]["profile"]["name"]
@@ -421,3 +421,33 @@ def test_the_catch_up_forgets_uuids_seen_before_the_system_logs_retention(
         done = catch_up(world["config"], now - timedelta(hours=1), now, store=store)
         assert done["pruned_seen"] == 2
         assert store.unseen(["old-1", "old-2", "recent"]) == {"old-1", "old-2"}
+
+
+@pytest.mark.parametrize("by_user_max", [1000, 5], ids=["each-users-groups", "scope-members"])
+def test_a_target_scoped_by_group_gets_exactly_the_batchs_members_of_its_group(
+    world, monkeypatch, by_user_max: int
+) -> None:  # type: ignore[no-untyped-def]
+    from scimflow.stream import batch as batch_module
+    from scimflow.stream.kafka import publish
+
+    monkeypatch.setattr(batch_module, "SCOPE_BY_USER_MAX", by_user_max)
+    d = world["okta"].state.directory
+    gid = max(d.members, key=lambda g: len(d.members[g]))
+    name = d.groups[gid]["profile"]["name"]
+    world["config"] = world["write"](b_scope=f'groups: ["{name}"]')
+    changed = [u for u in d.user_ids if d.users[u]["status"] == "ACTIVE"][:20]
+    mark = len(d.log)
+    for u in changed:
+        d.update_profile(u, {"title": "Staff Engineer"})
+    publish(world["config"].kafka, d.log[mark:])
+    result = once(world, 1)
+    logins = {d.users[u]["profile"]["login"] for u in changed}
+    in_group = {d.users[u]["profile"]["login"] for u in changed if u in d.members[gid]}
+    assert 0 < len(in_group) < len(logins)
+    assert set(scim_users(world["a"], world["token"])) == logins
+    assert set(scim_users(world["b"], world["token"])) == in_group
+    requests = result["hydrate"]["okta_requests"]
+    if by_user_max == 5:
+        assert requests < len(changed)  # not one request a user
+    else:
+        assert requests >= len(changed)

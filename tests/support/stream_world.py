@@ -20,12 +20,10 @@ class StreamWorld:
     kafka_address: str
     topic: str
 
-    def write(
-        self, b_url: str | None = None, a_url: str | None = None, b_statuses: str = ""
-    ) -> Any:
-        """(Re)write the configuration, targets at other URLs if given, app-b scoped to
-        the Okta statuses ``b_statuses`` (comma separated) if given; return it loaded."""
-        b_scope = f"\n    scope: {{statuses: [{b_statuses}]}}" if b_statuses else ""
+    def write(self, b_url: str | None = None, a_url: str | None = None, b_scope: str = "") -> Any:
+        """(Re)write the configuration, targets at other URLs if given, app-b with the
+        scope ``b_scope`` if given (YAML, e.g. ``statuses: [ACTIVE]``); return it loaded."""
+        b_scope = f"\n    scope: {{{b_scope}}}" if b_scope else ""
         from scimflow.scim.config import load_config
 
         t = self.topic

@@ -51,6 +51,9 @@ CAUSES = "causes.json"
 UNAVAILABLE = "target unavailable"
 # events after which a user's groups join the batch (see hydrate)
 LIFECYCLE = "user.lifecycle."
+# a batch of more users than this reads the scope groups' members instead of each user's
+# groups, for targets scoped by group
+SCOPE_BY_USER_MAX = 100
 # parked-while-unavailable records retried per batch, oldest first
 RETRY_PARKED_MAX = 1000
 
@@ -156,16 +159,31 @@ def hydrate(config: Any, run_dir: Path, *, store: Any = None) -> dict[str, Any]:
         async with OktaSource(settings) as source:
             r0 = source.pacer.requests
             u_frame = await source.hydrate_users(users, changed_since=earliest)
+            every_group = False  # whether um_frame holds all of each user's groups
             if scope_names and users:
-                # whether a changed user is in a target's scope: their groups, by name
-                um_frame = await source.user_group_memberships(users)
-                sg_frame = groups_frame(
-                    [g for g in await source.list_groups() if g.get("name") in scope_names]
-                )
+                # whether a changed user is in a target's scope: its scope groups, by name
+                scope = [g for g in await source.list_groups() if g.get("name") in scope_names]
+                sg_frame = groups_frame(scope)
+                if len(users) <= SCOPE_BY_USER_MAX:
+                    um_frame = await source.user_group_memberships(users)  # a request a user
+                    every_group = True
+                else:
+                    # many users (a burst): the scope groups' member lists cost fewer
+                    # requests than one a user (10,000 users: minutes at Okta's limits)
+                    wanted, ids = set(users), [str(g["id"]) for g in scope]
+                    lists = await asyncio.gather(*(source.group_member_ids(g) for g in ids))
+                    um_frame = memberships_frame(
+                        [
+                            {"group_id": gid, "user_id": uid}
+                            for gid, members in zip(ids, lists, strict=True)
+                            for uid in members
+                            if uid in wanted
+                        ]
+                    )
             if lifecycle and scoped_by_status:
                 of_lifecycle = (
                     um_frame[um_frame["user_id"].isin(lifecycle)]
-                    if scope_names
+                    if every_group
                     else await source.user_group_memberships(lifecycle)
                 )
                 groups.extend(g for g in dict.fromkeys(of_lifecycle["group_id"]) if g not in groups)
