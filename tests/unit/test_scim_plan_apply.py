@@ -239,7 +239,7 @@ def test_groups_are_created_renamed_and_their_members_follow() -> None:
         return plan
 
     first = sync_groups()
-    assert first.counts() == {"group_create": 1, "members_add": 1}
+    assert first.counts() == {"group_create": 1}  # its members in the POST
     links = store.links("model", "User")
     (group,) = target.list_resources("Groups")
     assert {m["value"] for m in group["members"]} == {
@@ -546,13 +546,9 @@ def test_sync_target_writes_each_user_once_on_a_first_run() -> None:
         config, users, groups, members, store, run_id="r", cause="c", target=target
     )  # type: ignore[arg-type]
     assert report.rejected == {} and report.failed == [], (report.rejected, report.failed)
-    assert report.planned == {"create": 30, "group_create": 1, "members_add": 1}
-    assert report.applied == {
-        "create:applied": 30,
-        "group_create:applied": 1,
-        "members_add:applied": 1,
-    }
-    assert target.writes == 32
+    assert report.planned == {"create": 30, "group_create": 1}
+    assert report.applied == {"create:applied": 30, "group_create:applied": 1}
+    assert target.writes == 31  # the group's members in its POST
     links = store.links("model", "User")
     for row in rows:
         resource = target.resources["Users"][links[row["id"]].scim_id]
@@ -563,7 +559,7 @@ def test_sync_target_writes_each_user_once_on_a_first_run() -> None:
     again = sync_target(
         config, users, groups, members, store, run_id="r2", cause="c", target=target
     )  # type: ignore[arg-type]
-    assert again.applied == {} and target.writes == 32
+    assert again.applied == {} and target.writes == 31
 
 
 def test_the_managed_view_of_a_target_user_plans_the_same_as_the_whole_resource() -> None:
@@ -625,3 +621,49 @@ def test_held_links_are_left_as_they_are_and_only_a_batch_is_deprovisioned() -> 
     assert "00u1" in batch and batch["00u1"].scim_id == links["00u1"].scim_id
     planned = plan_users("model", {"00u0": desired["00u0"]}, batch, None)
     assert [(op.action, op.okta_id) for op in planned.operations] == [("deactivate", "00u3")]
+
+
+def test_a_large_new_group_gets_its_first_members_in_its_post_then_large_adds(
+    monkeypatch,
+) -> None:  # type: ignore[no-untyped-def]
+    from scimflow.scim import plan as plan_module
+
+    monkeypatch.setattr(plan_module, "MEMBER_ADD_BATCH", 10)  # 1,000 in use
+    target, store = ModelTarget(), MemoryStore()
+    desired = {
+        d.okta_id: d for d in (desired_user(i, "Engineer", "Sales", True) for i in range(25))
+    }
+    converge(target, store, desired)
+    links = store.links("model", "User")
+    groups = {"00g1": DesiredGroup("00g1", "Everyone", frozenset(desired))}
+    plan = plan_groups("model", groups, {}, links, [])
+    assert [(op.action, len(op.members)) for op in plan.operations] == [
+        ("group_create", 10),
+        ("members_add", 10),
+        ("members_add", 5),
+    ]
+    writes = target.writes
+    Executor(target, store, run_id="r", cause="c", sleep=lambda _s: None).apply(
+        plan, user_links=links
+    )
+    assert target.writes - writes == 3
+    (group,) = target.list_resources("Groups")
+    assert {m["value"] for m in group["members"]} == {link.scim_id for link in links.values()}
+
+
+def test_a_group_create_meeting_a_409_links_it_and_adds_the_members_of_the_post() -> None:
+    target, store = ModelTarget(), MemoryStore()
+    desired = {d.okta_id: d for d in (desired_user(i, "Engineer", "Sales", True) for i in range(4))}
+    converge(target, store, desired)
+    links = store.links("model", "User")
+    target.create("Groups", {"displayName": "Sales", "members": []})  # made by hand
+    groups = {"00g1": DesiredGroup("00g1", "Sales", frozenset(desired))}
+    plan = plan_groups("model", groups, {}, links, [])  # stream mode: no actual state
+    assert [op.action for op in plan.operations] == ["group_create"]
+    result = Executor(target, store, run_id="r", cause="c", sleep=lambda _s: None).apply(
+        plan, user_links=links
+    )
+    assert result.counts == {"group_create:linked": 1}
+    (group,) = target.list_resources("Groups")
+    assert {m["value"] for m in group["members"]} == {link.scim_id for link in links.values()}
+    assert sorted(store.links("model", "Group")) == ["00g1"]

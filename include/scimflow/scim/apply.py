@@ -227,11 +227,14 @@ class Executor:
                 if op.action == "group_link":
                     out.append(Outcome(op, "linked", scim_id, reason=op.reason))
                 elif op.action == "group_create":
+                    # its first members in the POST (members whose create failed left out)
+                    members = self._resolve_all(op.members, user_links)
+                    payload = {**(op.payload or {}), "members": [{"value": m} for m in members]}
                     try:
-                        created = self._send(t.create, "Groups", op.payload)
+                        created = self._send(t.create, "Groups", payload)
                         scim_id = str(created["id"])
                         out.append(
-                            Outcome(op, "applied", scim_id, None, last_status(), request=op.payload)
+                            Outcome(op, "applied", scim_id, None, last_status(), request=payload)
                         )
                     except ScimConflictError:
                         name = str((op.payload or {}).get("displayName"))
@@ -239,6 +242,8 @@ class Executor:
                         if found is None:
                             raise
                         scim_id = str(found["id"])
+                        if members:
+                            self._members(scim_id, "members_add", members)
                         out.append(
                             Outcome(
                                 op,
@@ -260,8 +265,7 @@ class Executor:
                         Outcome(op, "applied", scim_id, None, last_status(), op.reason, op.payload)
                     )
                 elif op.action in ("members_add", "members_remove"):
-                    members = [self._resolve(m, user_links) for m in op.members]
-                    members = [m for m in members if m]
+                    members = self._resolve_all(op.members, user_links)
                     if members:
                         self._members(scim_id, op.action, members)  # type: ignore[arg-type]
                     out.append(
@@ -290,6 +294,16 @@ class Executor:
             except (ScimTransientError, ScimConflictError, ScimNotFoundError) as exc:
                 out.append(Outcome(op, "failed", scim_id, status=exc.status, reason=exc.reason))
                 break
+        return out
+
+    @classmethod
+    def _resolve_all(cls, members: Iterable[str], user_links: dict[str, Any]) -> list[str]:
+        """The SCIM ids of members (pending creates resolved, failed ones left out)."""
+        out: list[str] = []
+        for member in members:
+            resolved = cls._resolve(member, user_links)
+            if resolved:
+                out.append(resolved)
         return out
 
     @staticmethod

@@ -54,7 +54,12 @@ __all__ = [
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 DEPROVISIONED_HASH = "deprovisioned"  # the pushed hash of a user scimflow deactivated
 PENDING = "pending:"  # a member whose SCIM id is known only once its create has run
+# members per PATCH: removes go one operation per member (servers refuse a value list),
+# adds as one operation with a list. A new group's first members go in its POST. (Servers
+# may rewrite the whole group on each PATCH: on scim2-server, adding 100,000 members 100 at
+# a time is quadratic, about an hour; 1,000 at a time, or in the POST, is seconds.)
 MEMBER_BATCH = 100
+MEMBER_ADD_BATCH = 1000
 
 Action = Literal[
     "create",
@@ -719,8 +724,11 @@ def plan_groups(
                 "externalId": okta_id,
                 "members": [],
             }
-            ops.append(Operation("group_create", "Group", okta_id, None, payload=payload))
-            for batch in _batches(sorted(wanted_members)):
+            first, *rest = _batches(sorted(wanted_members), MEMBER_ADD_BATCH) or [()]
+            ops.append(
+                Operation("group_create", "Group", okta_id, None, payload=payload, members=first)
+            )
+            for batch in rest:
                 ops.append(Operation("members_add", "Group", okta_id, None, members=batch))
             continue
         scim_id = str(current["id"])
@@ -743,7 +751,7 @@ def plan_groups(
                 )
             )
         have = {str(m.get("value")) for m in current.get("members") or [] if m.get("value")}
-        for batch in _batches(sorted(wanted_members - have)):
+        for batch in _batches(sorted(wanted_members - have), MEMBER_ADD_BATCH):
             ops.append(Operation("members_add", "Group", okta_id, scim_id, members=batch))
         for batch in _batches(sorted(have - wanted_members)):
             ops.append(Operation("members_remove", "Group", okta_id, scim_id, members=batch))
