@@ -276,3 +276,43 @@ def test_end_to_end_churn_hooks_receiver_kafka_dag(airflow_db, dag, world, monke
     for row in writes:  # each write names the Okta events that caused it
         assert row["cause"].startswith("okta-event:")
         assert set(row["cause"].split(":", 1)[1].split(",")) <= uuids
+
+
+def test_a_run_that_leaves_events_on_the_topic_rings_the_doorbell_again(
+    airflow_db, dag, world
+) -> None:  # type: ignore[no-untyped-def]
+    """The throttled doorbell passes messages over: the commit's lag check is what makes
+    sure none waits for a next message."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from scimflow.airflow.stream import OKTA_EVENTS
+    from scimflow.stream.kafka import lag, publish
+
+    d = world["okta"].state.directory
+    before = len(d.log)
+    for uid in d.user_ids[:5]:
+        d.update_profile(uid, {"title": "Rearm Tester"})
+    publish(world["kafka"](), d.log[before:])
+    conf = {"config_path": str(world["config"]), "data_dir": "", "max_events": 2}
+    result = dag.test(run_conf=conf)
+    assert str(result.state) == "success", states(result)
+    assert xcom(result, "commit")["left"] == 3 == lag(world["kafka"]())
+
+    def rings() -> list[dict]:
+        with create_session() as session:
+            return [
+                e.extra
+                for e in session.query(AssetEvent)
+                .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .filter(
+                    AssetModel.uri == OKTA_EVENTS.uri,
+                    AssetEvent.source_run_id == result.run_id,
+                    AssetEvent.source_task_id == "commit",
+                )
+            ]
+
+    assert rings() == [{"left": 3}]
+    # the run it rings takes the rest, and rings no more
+    result = dag.test(run_conf={**conf, "max_events": 0})
+    assert xcom(result, "commit")["left"] == 0 == lag(world["kafka"]())
+    assert rings() == []
