@@ -117,11 +117,17 @@ def test_links_upsert_constraint_and_drop(store: StateStore) -> None:
     }
     assert links["00u1"].pushed_at.utcoffset() is not None
     with pytest.raises(StateStoreError) as info:
-        store.save_links("app-a", "User", [("00u3", "s3", None), ("00u4", "s2", None)])
+        store.save_links("app-a", "User", [("00u3", "s3", None), ("00u4", "s3", None)])
     assert isinstance(info.value.__cause__, sa.exc.IntegrityError)
     assert set(store.links("app-a", "User")) == {"00u1", "00u2"}
+    # a resource linked to another Okta id: the link moves
+    store.save_links("app-a", "User", [("00u4", "s2", "h4")])
+    assert {k: v.scim_id for k, v in store.links("app-a", "User").items()} == {
+        "00u1": "s1",
+        "00u4": "s2",
+    }
     store.drop_links("app-a", "User", ["00u1"])
-    assert set(store.links("app-a", "User")) == {"00u2"}
+    assert set(store.links("app-a", "User")) == {"00u4"}
 
 
 def test_park_and_unpark(store: StateStore) -> None:

@@ -189,6 +189,9 @@ class MemoryStore:
     ) -> None:
         bucket = self.data.setdefault((target, kind), {})
         for okta_id, scim_id, pushed in links:
+            # a resource belongs to one Okta id: linking it to another moves the link
+            for other in [k for k, v in bucket.items() if v.scim_id == scim_id and k != okta_id]:
+                del bucket[other]
             bucket[okta_id] = MemoryLink(okta_id, scim_id, pushed)
 
     def drop_links(self, target: str, kind: str, okta_ids: Iterable[str]) -> None:

@@ -667,3 +667,41 @@ def test_a_group_create_meeting_a_409_links_it_and_adds_the_members_of_the_post(
     (group,) = target.list_resources("Groups")
     assert {m["value"] for m in group["members"]} == {link.scim_id for link in links.values()}
     assert sorted(store.links("model", "Group")) == ["00g1"]
+
+
+@pytest.mark.parametrize("mode", ["resync", "stream"])
+def test_a_user_rehired_under_a_new_okta_id_takes_over_the_old_account(mode: str) -> None:
+    """Deleted in Okta, then created again with the same login: the new Okta id gets
+    the account (updated, active), the old link moves; nothing crashes or duplicates."""
+    target, store = ModelTarget(), MemoryStore()
+    desired = {d.okta_id: d for d in (desired_user(i, "Engineer", "Sales", True) for i in range(3))}
+    converge(target, store, desired)
+    account = store.links("model", "User")["00u1"].scim_id
+    old = desired.pop("00u1")
+    payload = {**old.payload, "externalId": "00u9", "title": "Rehired"}
+    desired["00u9"] = Desired("00u9", payload, fingerprint(payload), True)
+    executor = Executor(target, store, run_id="r", cause="c", sleep=lambda _s: None)
+    if mode == "resync":
+        plan = plan_users(
+            "model", desired, store.links("model", "User"), target.list_resources("Users")
+        )
+        assert [(op.action, op.okta_id, op.scim_id) for op in plan.operations] == [
+            ("update", "00u9", account)
+        ]
+        executor.apply(plan)
+    else:  # the old id's deletion, then the new id's creation, each its own batch
+        links = store.links("model", "User")
+        executor.apply(plan_users("model", {}, LinksView(links, only=["00u1"]), None))
+        assert target.resources["Users"][account]["active"] is False
+        batch = LinksView(store.links("model", "User"), only=["00u9"])
+        plan = plan_users("model", {"00u9": desired["00u9"]}, batch, None)
+        assert [op.action for op in plan.operations] == ["create"]  # meets a 409, links
+        executor.apply(plan)
+    links = store.links("model", "User")
+    assert sorted(links) == ["00u0", "00u2", "00u9"] and links["00u9"].scim_id == account
+    users = list(target.list_resources("Users"))
+    assert len(users) == 3
+    mine = target.resources["Users"][account]
+    assert (mine["externalId"], mine["title"], mine["active"]) == ("00u9", "Rehired", True)
+    again = plan_users("model", desired, links, target.list_resources("Users"))
+    assert not again, again.operations

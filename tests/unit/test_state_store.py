@@ -175,13 +175,21 @@ def test_one_okta_id_twice_in_a_batch_keeps_the_last(store: StateStore) -> None:
 
 
 def test_a_scim_id_links_to_one_okta_id_only(store: StateStore) -> None:
-    store.save_links("app-a", "User", [("00u1", "s1", None)])
+    store.save_links("app-a", "User", [("00u1", "s1", "h1"), ("00u3", "s3", None)])
+    # linked to another Okta id (a rehire under a new id): the link moves
+    store.save_links("app-a", "User", [("00u9", "s9", None), ("00u2", "s1", "h2")])
+    links = store.links("app-a", "User")
+    assert {k: (v.scim_id, v.pushed_hash) for k, v in links.items()} == {
+        "00u2": ("s1", "h2"),
+        "00u3": ("s3", None),
+        "00u9": ("s9", None),
+    }
+    # two Okta ids for one resource in one batch: refused, in one transaction
     with pytest.raises(StateStoreError) as info:
-        store.save_links("app-a", "User", [("00u9", "s9", None), ("00u2", "s1", None)])
+        store.save_links("app-a", "User", [("00u7", "s7", None), ("00u8", "s7", None)])
     assert isinstance(info.value.__cause__, sa.exc.IntegrityError)
     assert info.value.operation == "save links"
-    # one transaction: the valid row of the failed batch was not saved either
-    assert set(store.links("app-a", "User")) == {"00u1"}
+    assert set(store.links("app-a", "User")) == {"00u2", "00u3", "00u9"}
     # the constraint is per target and kind
     store.save_links("app-b", "User", [("00u2", "s1", None)])
     store.save_links("app-a", "Group", [("00g2", "s1", None)])

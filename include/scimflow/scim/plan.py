@@ -108,8 +108,17 @@ class LinksView(Mapping[str, Any]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)
 
+    def everything(self) -> Mapping[str, Any]:
+        """Every link, the ones this view does not iterate too."""
+        return self._links
+
     def __len__(self) -> int:
         return len(self._keys)
+
+
+def _all_links(links: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Every link behind a :class:`LinksView` (which iterates some only)."""
+    return links.everything() if isinstance(links, LinksView) else links
 
 
 class DesiredUserLike(Protocol):
@@ -481,7 +490,8 @@ def _plan_users(
                 by_external[str(resource["externalId"])] = resource
             if resource.get("userName"):
                 by_name[str(resource["userName"]).lower()] = resource
-    linked_scim_ids = {link.scim_id for link in links.values()}
+    # whose each linked resource is (every link, not only those a view iterates)
+    owner = {link.scim_id: okta_id for okta_id, link in _all_links(links).items()}
     claimed: set[str] = set()
 
     # 1. which resource each desired user is (its SCIM id), or that it must be created
@@ -508,11 +518,13 @@ def _plan_users(
                 )
                 match_id = str(match.get("id")) if match is not None else ""
                 if match is not None and (
-                    match_id not in linked_scim_ids
-                    or (link is not None and link.scim_id == match_id)
+                    match_id not in owner
+                    or owner[match_id] == okta_id
+                    or owner[match_id] not in desired
                 ):
-                    # found by externalId/userName, and no other Okta user's: linked by the
-                    # update or link op below
+                    # found by externalId/userName, and no other desired Okta user's: linked
+                    # by the update or link op below. (One that left Okta gives it up: a
+                    # user deleted and rehired under a new id with the same login.)
                     current, scim_id, matched = match, match_id, True
         if scim_id is not None:
             claimed.add(scim_id)
@@ -618,6 +630,9 @@ def _plan_users(
     # deprovision what left the desired set
     for okta_id in sorted(set(links) - set(desired)):
         link = links[okta_id]
+        if link.scim_id in claimed:
+            notes.append(f"{okta_id}: its resource {link.scim_id} is another user's now")
+            continue
         current = by_id.get(link.scim_id) if by_id is not None else None
         if by_id is not None and current is None:
             continue  # gone from the target already
@@ -649,7 +664,7 @@ def _plan_users(
                 )
             )
     if by_id is not None and unmanaged == "deactivate":
-        for scim_id in sorted(set(by_id) - claimed - linked_scim_ids):
+        for scim_id in sorted(set(by_id) - claimed - set(owner)):
             resource = by_id[scim_id]
             if resource.get("active") is not False:
                 ops.append(

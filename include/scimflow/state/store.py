@@ -342,7 +342,12 @@ class StateStore:
     def save_links(
         self, target: str, kind: str, links: Iterable[tuple[str, str, str | None]]
     ) -> None:
-        """Insert or update many ``(okta_id, scim_id, pushed_hash)`` in one transaction."""
+        """Insert or update many ``(okta_id, scim_id, pushed_hash)`` in one transaction.
+
+        A resource belongs to one Okta id: linking it to another moves the link (a user
+        deleted in Okta and rehired under a new id with the same login takes over the
+        account the old id had).
+        """
         _check_kind(kind)
         # one row per Okta id (the last wins): an upsert may not touch a row twice
         latest = {okta_id: (scim_id, pushed) for okta_id, scim_id, pushed in links}
@@ -370,6 +375,25 @@ class StateStore:
             },
         )
         with self._begin("save links") as conn:
+            for batch in _chunks(list(latest)):
+                moved = conn.execute(
+                    sa.delete(LINKS)
+                    .where(
+                        LINKS.c.target == target,
+                        LINKS.c.kind == kind,
+                        LINKS.c.scim_id.in_([latest[o][0] for o in batch]),
+                        LINKS.c.okta_id.not_in(batch),
+                    )
+                    .returning(LINKS.c.okta_id, LINKS.c.scim_id)
+                ).all()
+                for old_id, scim_id in moved:
+                    log.warning(
+                        "%s: %s %s was linked to %s: linked to its new Okta id",
+                        target,
+                        kind,
+                        scim_id,
+                        old_id,
+                    )
             conn.execute(stmt, params)
 
     def drop_links(self, target: str, kind: str, okta_ids: Iterable[str]) -> None:
