@@ -451,3 +451,32 @@ def test_a_target_scoped_by_group_gets_exactly_the_batchs_members_of_its_group(
         assert requests < len(changed)  # not one request a user
     else:
         assert requests >= len(changed)
+
+
+def test_a_user_deleted_from_okta_leaves_the_targets_groups(world) -> None:  # type: ignore[no-untyped-def]
+    from scimflow.stream.kafka import publish
+
+    d = world["okta"].state.directory
+    gid, uid, other = next((g, *sorted(m)[:2]) for g, m in sorted(d.members.items()) if len(m) >= 2)
+    login, name = d.users[uid]["profile"]["login"], d.groups[gid]["profile"]["name"]
+    stays = d.users[other]["profile"]["login"]
+    mark = len(d.log)
+    for u in (uid, other):
+        d.remove_member(gid, u)
+        d.add_member(gid, u)
+    publish(world["config"].kafka, d.log[mark:])
+    once(world, 1)
+    assert set(_member_logins(world, world["a"], name)) == {login, stays}
+
+    # deactivated, then deleted: Okta drops its memberships and says so in no group event
+    mark = len(d.log)
+    if d.users[uid]["status"] != "DEPROVISIONED":
+        d.delete_user(uid)  # the first DELETE deactivates
+    d.delete_user(uid)
+    assert uid not in d.users and all(e["eventType"].startswith("user.") for e in d.log[mark:])
+    publish(world["config"].kafka, d.log[mark:])
+    result = once(world, 2)
+    for base in (world["a"], world["b"]):
+        assert scim_users(base, world["token"])[login]["active"] is False
+        assert set(_member_logins(world, base, name)) == {stays}
+    assert all(t["applied"].get("members_remove:applied") == 1 for t in result["targets"])

@@ -382,6 +382,21 @@ class ScimTarget:
             candidates = list(self.list_resources("Groups"))
         return next((g for g in candidates if g.get("displayName") == display_name), None)
 
+    def groups_with_member(self, scim_id: str) -> list[str]:
+        """The ids of the groups listing ``scim_id`` as a member (needs filtering)."""
+        escaped = scim_id.replace('"', '\\"')
+        page = (
+            self._request(
+                "GET /Groups?filter=members.value",
+                "GET",
+                "/Groups",
+                params={"filter": f'members.value eq "{escaped}"', "attributes": "id"},
+                expected=(200,),
+            )
+            or {}
+        )
+        return [str(g["id"]) for g in page.get("Resources") or [] if g.get("id")]
+
     def get(self, endpoint: str, scim_id: str) -> dict[str, Any]:
         return (
             self._request(

@@ -319,6 +319,11 @@ def apply_to_target(
                 store.park(target_name, "User", okta_id, f"mapping: {reason}", None)
                 summary["parked"] += 1
             results = []
+            # users deleted from Okta: Okta dropped their memberships, and no group event
+            # says so; the managed groups of the target still listing them lose them now
+            gone = _gone_memberships(tconf, target, store, frames["users"])
+            if gone:
+                results.append(executor.apply(gone, user_links={}))
             if plan:
                 # in waves: a user created with its new manager in the same batch carries
                 # the manager's SCIM id in its one create
@@ -384,6 +389,35 @@ def apply_to_target(
     summary["writes"] = sum(n for k, n in summary["applied"].items() if not k.startswith("link"))
     summary["seconds"] = round(time.monotonic() - t0, 2)
     return summary
+
+
+def _gone_memberships(tconf: Any, target: Any, store: Any, users: pd.DataFrame) -> Any:
+    """A plan removing the batch's users deleted from Okta from the target's managed
+    groups (found by a ``members.value`` filter: none when the target cannot filter)."""
+    from scimflow.scim.plan import Operation, Plan
+
+    if not tconf.push_groups or not target.capabilities.filter or not len(users):
+        return None
+    deleted = users.loc[users["deleted"].fillna(False).astype(bool), "id"]
+    user_links = store.links(tconf.name, "User")
+    gone = [user_links[u].scim_id for u in deleted.astype(str) if u in user_links]
+    if not gone:
+        return None
+    managed = {link.scim_id: okta_id for okta_id, link in store.links(tconf.name, "Group").items()}
+    ops = [
+        Operation(
+            "members_remove",
+            "Group",
+            managed[gid],
+            gid,
+            members=(scim_id,),
+            reason="member deleted from Okta",
+        )
+        for scim_id in gone
+        for gid in target.groups_with_member(scim_id)
+        if gid in managed
+    ]
+    return Plan(tconf.name, tuple(ops), managed_users=0) if ops else None
 
 
 def _get_group(target: Any, scim_id: str) -> dict[str, Any] | None:
