@@ -72,6 +72,19 @@ class AirflowApi:
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
+    def wait_for_watcher(self, asset: str, *, timeout: float = 120.0) -> float:
+        """Wait until the asset's watcher is registered (after its DAG is unpaused, at the
+        next parse of the DAG file: up to ``min_file_process_interval``); the seconds it
+        took. Changes made before then wait for it."""
+        t0 = time.monotonic()
+        while True:
+            found = self._call("GET", "/assets", params={"name_pattern": asset}).json()
+            if any(a.get("name") == asset and a.get("watchers") for a in found.get("assets", [])):
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise ServiceError("airflow", f"no watcher of asset {asset} after {timeout:.0f} s")
+            time.sleep(1)
+
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         resp = self._call(
             "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}
@@ -151,6 +164,7 @@ def stream_phase(
     config = load_config(settings.home / "scimflow.yaml")
     api.wait_for_dag("okta_events")
     api.unpause("okta_events")
+    api.wait_for_watcher("okta_events")  # the doorbell: unpaused is not yet listening
     okta = OktaEmulator(settings)
     auth = {"Authorization": f"SSWS {okta.token()}"}
     before = httpx.get(f"{okta.address}/emulator/hooks/stats", headers=auth, timeout=10).json()
