@@ -480,3 +480,51 @@ def test_a_user_deleted_from_okta_leaves_the_targets_groups(world) -> None:  # t
         assert scim_users(base, world["token"])[login]["active"] is False
         assert set(_member_logins(world, base, name)) == {stays}
     assert all(t["applied"].get("members_remove:applied") == 1 for t in result["targets"])
+
+
+def test_a_batch_deprovisioning_too_many_users_is_held_by_the_deletion_guard(world) -> None:  # type: ignore[no-untyped-def]
+    from scimflow.state.store import StateStore
+    from scimflow.stream.kafka import publish
+
+    # app-b keeps ACTIVE users only: a deactivated user leaves it (a deprovision); app-a
+    # keeps every status: the same user is updated, inactive (not a deprovision)
+    world["config"] = world["write"](b_scope="statuses: [ACTIVE]")
+    d = world["okta"].state.directory
+    active = [u for u in d.user_ids if d.users[u]["status"] == "ACTIVE"][:20]
+    mark = len(d.log)
+    for u in active:
+        d.update_profile(u, {"title": "Guarded"})
+    publish(world["config"].kafka, d.log[mark:])
+    once(world, 1)
+    # 5 of 20 linked users (25%) at once: more than the default guard's 10%
+    leavers, other = active[:5], active[5]
+    mark = len(d.log)
+    for u in leavers:
+        d.lifecycle(u, "deactivate")
+    d.update_profile(other, {"title": "Still Changed"})
+    publish(world["config"].kafka, d.log[mark:])
+    result = once(world, 2)
+    assert [t["held_by_deletion_guard"] for t in result["targets"]] == [0, 5]
+
+    def login(u: str) -> str:
+        return str(d.users[u]["profile"]["login"])
+
+    a, b = scim_users(world["a"], world["token"]), scim_users(world["b"], world["token"])
+    assert all(a[login(u)]["active"] is False for u in leavers)
+    assert all(b[login(u)]["active"] is True for u in leavers)  # held
+    assert a[login(other)]["title"] == b[login(other)]["title"] == "Still Changed"  # goes on
+    with StateStore(world["config"].state.resolved_url()) as store:
+        assert store.parked("app-a") == []
+        parked = {p.okta_id: p.reason for p in store.parked("app-b")}
+    assert set(parked) == set(leavers)
+    assert all(
+        r.startswith("deletion guard: a batch would deprovision 5 of the 20")
+        for r in parked.values()
+    )
+    # one leaver alone (1 of 20: 5%) passes
+    mark = len(d.log)
+    d.lifecycle(active[6], "deactivate")
+    publish(world["config"].kafka, d.log[mark:])
+    third = once(world, 3)
+    assert [t["held_by_deletion_guard"] for t in third["targets"]] == [0, 0]
+    assert scim_users(world["b"], world["token"])[login(active[6])]["active"] is False

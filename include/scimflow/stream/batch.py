@@ -318,10 +318,13 @@ def apply_to_target(
             for okta_id, reason in rejected.items():
                 store.park(target_name, "User", okta_id, f"mapping: {reason}", None)
                 summary["parked"] += 1
+            plan, guarded = _deletion_guard(plan, tconf, store)
+            summary["parked"] += guarded
+            summary["held_by_deletion_guard"] = guarded
             results = []
             # users deleted from Okta: Okta dropped their memberships, and no group event
             # says so; the managed groups of the target still listing them lose them now
-            gone = _gone_memberships(tconf, target, store, frames["users"])
+            gone = None if guarded else _gone_memberships(tconf, target, store, frames["users"])
             if gone:
                 results.append(executor.apply(gone, user_links={}))
             if plan:
@@ -389,6 +392,37 @@ def apply_to_target(
     summary["writes"] = sum(n for k, n in summary["applied"].items() if not k.startswith("link"))
     summary["seconds"] = round(time.monotonic() - t0, 2)
     return summary
+
+
+# the reason prefix of users a batch's deletion guard held back (not retried by batches)
+GUARDED = "deletion guard"
+
+
+def _deletion_guard(plan: Any, tconf: Any, store: Any) -> tuple[Any, int]:
+    """The target's deletion guard, per batch: when a batch would deprovision more than
+    ``deletion_guard.max_share`` of the target's linked users (with at least
+    ``min_users`` of them), those deprovisions are not sent but parked with the reason;
+    the batch's other changes go on. A forced ``okta_resync`` applies them once checked.
+    """
+    from dataclasses import replace
+
+    guard = tconf.deletion_guard
+    n = plan.deprovisions
+    if not n:
+        return plan, 0
+    linked = len(store.links(tconf.name, "User"))
+    if linked < guard.min_users or n / linked <= guard.max_share:
+        return plan, 0
+    reason = (
+        f"{GUARDED}: a batch would deprovision {n} of the {linked} linked users, more than "
+        f"{guard.max_share:.0%}; left as is: check Okta, then run okta_resync with force"
+    )
+    for op in plan.operations:
+        if op.deprovisions:
+            store.park(tconf.name, "User", op.okta_id, reason, None)
+    log.warning("%s: %s", tconf.name, reason)
+    kept = tuple(op for op in plan.operations if not op.deprovisions)
+    return replace(plan, operations=kept), n
 
 
 def _gone_memberships(tconf: Any, target: Any, store: Any, users: pd.DataFrame) -> Any:
