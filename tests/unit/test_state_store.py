@@ -178,6 +178,7 @@ def test_a_scim_id_links_to_one_okta_id_only(store: StateStore) -> None:
     store.save_links("app-a", "User", [("00u1", "s1", "h1"), ("00u3", "s3", None)])
     # linked to another Okta id (a rehire under a new id): the link moves
     store.save_links("app-a", "User", [("00u9", "s9", None), ("00u2", "s1", "h2")])
+    assert store.count_links("app-a", "User") == 3 and store.count_links("app-a", "Group") == 0
     links = store.links("app-a", "User")
     assert {k: (v.scim_id, v.pushed_hash) for k, v in links.items()} == {
         "00u2": ("s1", "h2"),

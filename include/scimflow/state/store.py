@@ -339,6 +339,17 @@ class StateStore:
             r.okta_id: Link(r.okta_id, r.scim_id, r.pushed_hash, _utc(r.pushed_at)) for r in rows
         }
 
+    def count_links(self, target: str, kind: str) -> int:
+        """How many links ``target`` has for ``kind``, without reading them."""
+        _check_kind(kind)
+        query = (
+            sa.select(sa.func.count())
+            .select_from(LINKS)
+            .where(LINKS.c.target == target, LINKS.c.kind == kind)
+        )
+        with self._begin("count links") as conn:
+            return int(conn.execute(query).scalar_one())
+
     def save_links(
         self, target: str, kind: str, links: Iterable[tuple[str, str, str | None]]
     ) -> None:

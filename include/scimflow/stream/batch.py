@@ -410,7 +410,7 @@ def _deletion_guard(plan: Any, tconf: Any, store: Any) -> tuple[Any, int]:
     n = plan.deprovisions
     if not n:
         return plan, 0
-    linked = len(store.links(tconf.name, "User"))
+    linked = store.count_links(tconf.name, "User")
     if linked < guard.min_users or n / linked <= guard.max_share:
         return plan, 0
     reason = (
