@@ -10,7 +10,7 @@ import pytest
 from airflow.providers.apache.kafka.triggers.shared_stream import KafkaSharedStreamProducer
 from airflow.sdk.module_loading import import_string
 from scimflow.airflow import stream
-from scimflow.airflow.stream import OKTA_EVENTS, DoorbellTrigger
+from scimflow.airflow.stream import OKTA_EVENTS, DoorbellTrigger, ring_payload
 
 
 def _ring(trigger: DoorbellTrigger, arrivals: list[tuple[float, bytes]], monkeypatch) -> list:
@@ -30,7 +30,7 @@ def _ring(trigger: DoorbellTrigger, arrivals: list[tuple[float, bytes]], monkeyp
 
 
 def _msg(n: int) -> bytes:
-    return json.dumps({"n": n}).encode()
+    return json.dumps({"uuid": f"u-{n}", "eventType": "user.account.update_profile"}).encode()
 
 
 def test_rings_for_the_first_message_then_at_most_once_per_interval(monkeypatch) -> None:
@@ -38,7 +38,7 @@ def test_rings_for_the_first_message_then_at_most_once_per_interval(monkeypatch)
     arrivals = [(10.0, _msg(1)), (10.2, _msg(2)), (10.9, _msg(3)), (11.0, _msg(4))]
     arrivals += [(11.5, _msg(5)), (30.0, _msg(6))]
     rung = _ring(trigger, arrivals, monkeypatch)
-    assert [json.loads(p) for p in rung] == [{"n": 1}, {"n": 4}, {"n": 6}]
+    assert [p["uuid"] for p in rung] == ["u-1", "u-4", "u-6"]
 
 
 def test_a_burst_of_ten_thousand_messages_in_ten_seconds_rings_ten_times(monkeypatch) -> None:
@@ -73,3 +73,18 @@ def test_the_triggerer_rebuilds_it_from_its_serialized_form() -> None:
 def test_a_negative_interval_is_refused(interval: float) -> None:
     with pytest.raises(ValueError, match="min_interval"):
         DoorbellTrigger(topics=["t"], kafka_config_id="c", min_interval=interval)
+
+
+def test_a_ring_records_the_events_uuid_type_and_time_never_who() -> None:
+    event = {
+        "uuid": "e-1",
+        "eventType": "user.lifecycle.deactivate",
+        "published": "2026-11-30T09:00:00.000Z",
+        "actor": {"alternateId": "admin@example.com", "displayName": "Ada Admin"},
+        "target": [{"id": "00u1", "alternateId": "jo@example.com", "displayName": "Jo Doe"}],
+    }
+    payload = ring_payload(json.dumps(event).encode())
+    assert payload == {k: event[k] for k in ("uuid", "eventType", "published")}
+    assert "example.com" not in json.dumps(payload) and "Doe" not in json.dumps(payload)
+    assert ring_payload(b"not json") == {} and ring_payload(b"[1, 2]") == {}
+    assert ring_payload(json.dumps({"uuid": 7}).encode()) == {}
