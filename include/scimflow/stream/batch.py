@@ -428,6 +428,7 @@ def _deletion_guard(plan: Any, tconf: Any, store: Any) -> tuple[Any, int]:
 def _gone_memberships(tconf: Any, target: Any, store: Any, users: pd.DataFrame) -> Any:
     """A plan removing the batch's users deleted from Okta from the target's managed
     groups (found by a ``members.value`` filter: none when the target cannot filter)."""
+    from scimflow.errors import ScimNotFoundError, ScimRejectedError
     from scimflow.scim.plan import Operation, Plan
 
     if not tconf.push_groups or not target.capabilities.filter or not len(users):
@@ -438,19 +439,26 @@ def _gone_memberships(tconf: Any, target: Any, store: Any, users: pd.DataFrame) 
     if not gone:
         return None
     managed = {link.scim_id: okta_id for okta_id, link in store.links(tconf.name, "Group").items()}
-    ops = [
-        Operation(
-            "members_remove",
-            "Group",
-            managed[gid],
-            gid,
-            members=(scim_id,),
-            reason="member deleted from Okta",
-        )
-        for scim_id in gone
-        for gid in target.groups_with_member(scim_id)
-        if gid in managed
-    ]
+    ops = []
+    for scim_id in gone:
+        try:
+            found = target.groups_with_member(scim_id)
+        except (ScimRejectedError, ScimNotFoundError) as exc:
+            # a target announcing filters may still refuse this one: the resync repairs
+            log.warning("%s: cannot find the groups of deleted members: %s", tconf.name, exc)
+            return None
+        ops += [
+            Operation(
+                "members_remove",
+                "Group",
+                managed[gid],
+                gid,
+                members=(scim_id,),
+                reason="member deleted from Okta",
+            )
+            for gid in found
+            if gid in managed
+        ]
     return Plan(tconf.name, tuple(ops), managed_users=0) if ops else None
 
 
