@@ -344,18 +344,7 @@ class ScimTarget:
             if not value:
                 continue
             if self.capabilities.filter:
-                escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-                page = (
-                    self._request(
-                        f"GET /Users?filter={attr}",
-                        "GET",
-                        "/Users",
-                        params={"filter": f'{attr} eq "{escaped}"'},
-                        expected=(200,),
-                    )
-                    or {}
-                )
-                candidates = page.get("Resources") or []
+                candidates = self._filtered("Users", attr, value)
             else:
                 candidates = list(self.list_resources("Users"))
             for resource in candidates:
@@ -366,36 +355,36 @@ class ScimTarget:
 
     def find_group(self, display_name: str) -> dict[str, Any] | None:
         if self.capabilities.filter:
-            escaped = display_name.replace('"', '\\"')
-            page = (
-                self._request(
-                    "GET /Groups?filter",
-                    "GET",
-                    "/Groups",
-                    params={"filter": f'displayName eq "{escaped}"'},
-                    expected=(200,),
-                )
-                or {}
-            )
-            candidates = page.get("Resources") or []
+            candidates = self._filtered("Groups", "displayName", display_name)
         else:
             candidates = list(self.list_resources("Groups"))
         return next((g for g in candidates if g.get("displayName") == display_name), None)
 
     def groups_with_member(self, scim_id: str) -> list[str]:
         """The ids of the groups listing ``scim_id`` as a member (needs filtering)."""
-        escaped = scim_id.replace('"', '\\"')
+        found = self._filtered("Groups", "members.value", scim_id, attributes="id")
+        return [str(g["id"]) for g in found if g.get("id")]
+
+    def _filtered(
+        self, endpoint: str, attr: str, value: str, *, attributes: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The first page of ``GET /{endpoint}?filter=attr eq "value"`` (the value escaped
+        as a SCIM filter string: backslashes and quotes)."""
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        params = {"filter": f'{attr} eq "{escaped}"'}
+        if attributes:
+            params["attributes"] = attributes
         page = (
             self._request(
-                "GET /Groups?filter=members.value",
+                f"GET /{endpoint}?filter={attr}",
                 "GET",
-                "/Groups",
-                params={"filter": f'members.value eq "{escaped}"', "attributes": "id"},
+                f"/{endpoint}",
+                params=params,
                 expected=(200,),
             )
             or {}
         )
-        return [str(g["id"]) for g in page.get("Resources") or [] if g.get("id")]
+        return list(page.get("Resources") or [])
 
     def get(self, endpoint: str, scim_id: str) -> dict[str, Any]:
         return (

@@ -37,6 +37,7 @@ __all__ = [
     "TargetReport",
     "apply_user_plan",
     "check_deletion_guard",
+    "exceeds_deletion_guard",
     "open_target",
     "sync_target",
 ]
@@ -93,12 +94,18 @@ def open_target(config: Any, *, transport: Any = None) -> ScimTarget:
     return target
 
 
+def exceeds_deletion_guard(guard: Any, deprovisions: int, managed: int) -> bool:
+    """Whether deprovisioning that many of ``managed`` users passes the target's
+    ``deletion_guard`` (``max_share``, enforced from ``min_users`` managed users on)."""
+    if not deprovisions or managed < guard.min_users:
+        return False
+    return bool(deprovisions / managed > guard.max_share)
+
+
 def check_deletion_guard(plan: Plan, config: Any, *, force: bool) -> None:
     guard = config.deletion_guard
     managed = plan.managed_users
-    if force or managed < guard.min_users or not plan.deprovisions:
-        return
-    if plan.deprovisions / managed > guard.max_share:
+    if not force and exceeds_deletion_guard(guard, plan.deprovisions, managed):
         raise DeletionGuardError(plan.target, plan.deprovisions, managed, guard.max_share)
 
 

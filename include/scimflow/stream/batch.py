@@ -406,12 +406,14 @@ def _deletion_guard(plan: Any, tconf: Any, store: Any) -> tuple[Any, int]:
     """
     from dataclasses import replace
 
+    from scimflow.scim.sync import exceeds_deletion_guard
+
     guard = tconf.deletion_guard
     n = plan.deprovisions
     if not n:
         return plan, 0
     linked = store.count_links(tconf.name, "User")
-    if linked < guard.min_users or n / linked <= guard.max_share:
+    if not exceeds_deletion_guard(guard, n, linked):
         return plan, 0
     reason = (
         f"{GUARDED}: a batch would deprovision {n} of the {linked} linked users, more than "
@@ -434,6 +436,8 @@ def _gone_memberships(tconf: Any, target: Any, store: Any, users: pd.DataFrame) 
     if not tconf.push_groups or not target.capabilities.filter or not len(users):
         return None
     deleted = users.loc[users["deleted"].fillna(False).astype(bool), "id"]
+    if deleted.empty:  # most batches: no link to read
+        return None
     user_links = store.links(tconf.name, "User")
     gone = [user_links[u].scim_id for u in deleted.astype(str) if u in user_links]
     if not gone:
