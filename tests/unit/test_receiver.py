@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
+from prometheus_client import REGISTRY
 from scimflow.errors import ConfigError
 from scimflow.receiver import create_app, parse_hook, route
 from scimflow.receiver.envelope import ShapeError
@@ -563,6 +564,8 @@ def test_two_apps_keep_their_own_counts() -> None:
         assert a.post(PATH, json=hook(events), headers=AUTH).status_code == 200
         assert metric(a, "scimflow_receiver_events_produced_total") == 1
         assert metric(b, "scimflow_receiver_events_produced_total") == 0
+    # nothing lands in prometheus_client's process-wide registry
+    assert REGISTRY.get_sample_value("scimflow_receiver_events_produced_total") is None
 
 
 def test_logs_carry_no_secret_and_no_personal_data(

@@ -1,144 +1,104 @@
-"""The receiver's metrics, in the Prometheus text exposition format (version 0.0.4).
+"""The receiver's metrics, on ``prometheus_client``, in a registry of the app's own.
 
-``prometheus_client`` is not in the project's lock, and the receiver needs only a few
-counters and one histogram, so they are kept here, per app instance (two apps in one
-process, as in the tests, never share a count). Thread-safe: Kafka's delivery callbacks
-update them from the producer's polling thread.
+Each :class:`Metrics` holds its own :class:`~prometheus_client.CollectorRegistry`, not
+the process-wide default one: two apps in one process (as in the tests) never share a
+count, and building a second app never fails on names already registered. The
+collectors are thread-safe: Kafka's delivery callbacks update them from the producer's
+polling thread.
+
+Served as the text exposition format, version 0.0.4. Besides the series below each
+counter and the histogram carry ``prometheus_client``'s ``_created`` timestamp.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
-from collections.abc import Iterable
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "Metrics"]
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "PREFIX", "Metrics"]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PREFIX = "scimflow_receiver"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    inner = ",".join(f'{name}="{_escape(value)}"' for name, value in pairs)
-    return f"{{{inner}}}" if inner else ""
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 class Metrics:
     """Counters of one receiver: requests, events produced and dead-lettered, latency."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: Counter[tuple[str, str]] = Counter()  # (method, status)
-        self.events_received = 0
-        self.events_produced = 0
-        self.events_dead_lettered: Counter[str] = Counter()  # reason
-        self.delivery_errors: Counter[str] = Counter()  # Kafka error name
-        self.batches_failed: Counter[str] = Counter()  # reason
-        self._latency_buckets = [0] * len(LATENCY_BUCKETS)
-        self._latency_count = 0
-        self._latency_sum = 0.0
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self._requests = Counter(
+            "requests",
+            "Requests to the Event Hook path by method and status.",
+            ["method", "status"],
+            namespace=PREFIX,
+            registry=reg,
+        )
+        self._received = Counter(
+            "events_received",
+            "Events in Event Hook batches of a valid shape.",
+            namespace=PREFIX,
+            registry=reg,
+        )
+        self._produced = Counter(
+            "events_produced",
+            "Events Kafka acknowledged on the events topic.",
+            namespace=PREFIX,
+            registry=reg,
+        )
+        self._dead_lettered = Counter(
+            "events_dead_lettered",
+            "Events Kafka acknowledged on the dead-letter topic, by reason.",
+            ["reason"],
+            namespace=PREFIX,
+            registry=reg,
+        )
+        self._delivery_errors = Counter(
+            "delivery_errors",
+            "Records Kafka failed to store, by error.",
+            ["error"],
+            namespace=PREFIX,
+            registry=reg,
+        )
+        self._batches_failed = Counter(
+            "batches_failed",
+            "Event Hook batches answered 503 (not stored), by reason.",
+            ["reason"],
+            namespace=PREFIX,
+            registry=reg,
+        )
+        self._produce_seconds = Histogram(
+            "produce_seconds",
+            "Time from a batch's arrival until Kafka acknowledged all its records.",
+            namespace=PREFIX,
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
 
     # -- updates ------------------------------------------------------------------------
     def request(self, method: str, status: int) -> None:
-        with self._lock:
-            self.requests[(method, str(status))] += 1
+        self._requests.labels(method=method, status=str(status)).inc()
 
     def received(self, n: int) -> None:
-        with self._lock:
-            self.events_received += n
+        self._received.inc(n)
 
     def produced(self) -> None:
-        with self._lock:
-            self.events_produced += 1
+        self._produced.inc()
 
     def dead_lettered(self, reason: str) -> None:
-        with self._lock:
-            self.events_dead_lettered[reason] += 1
+        self._dead_lettered.labels(reason=reason).inc()
 
     def delivery_error(self, error: str) -> None:
-        with self._lock:
-            self.delivery_errors[error] += 1
+        self._delivery_errors.labels(error=error).inc()
 
     def batch_failed(self, reason: str) -> None:
-        with self._lock:
-            self.batches_failed[reason] += 1
+        self._batches_failed.labels(reason=reason).inc()
 
     def observe_latency(self, seconds: float) -> None:
-        with self._lock:
-            self._latency_count += 1
-            self._latency_sum += seconds
-            for i, bound in enumerate(LATENCY_BUCKETS):
-                if seconds <= bound:
-                    self._latency_buckets[i] += 1
-
-    @property
-    def latency_count(self) -> int:
-        with self._lock:
-            return self._latency_count
+        self._produce_seconds.observe(seconds)
 
     # -- exposition ---------------------------------------------------------------------
-    def render(self) -> str:
-        """Every metric in the text format."""
-        out: list[str] = []
-
-        def family(name: str, kind: str, help_text: str) -> str:
-            full = f"{PREFIX}_{name}"
-            out.append(f"# HELP {full} {help_text}")
-            out.append(f"# TYPE {full} {kind}")
-            return full
-
-        with self._lock:
-            name = family(
-                "requests_total", "counter", "Requests to the Event Hook path by method and status."
-            )
-            for (method, status), n in sorted(self.requests.items()):
-                out.append(f"{name}{_labels([('method', method), ('status', status)])} {n}")
-            name = family(
-                "events_received_total", "counter", "Events in Event Hook batches of a valid shape."
-            )
-            out.append(f"{name} {self.events_received}")
-            name = family(
-                "events_produced_total",
-                "counter",
-                "Events Kafka acknowledged on the events topic.",
-            )
-            out.append(f"{name} {self.events_produced}")
-            name = family(
-                "events_dead_lettered_total",
-                "counter",
-                "Events Kafka acknowledged on the dead-letter topic, by reason.",
-            )
-            for reason, n in sorted(self.events_dead_lettered.items()):
-                out.append(f"{name}{_labels([('reason', reason)])} {n}")
-            name = family(
-                "delivery_errors_total", "counter", "Records Kafka failed to store, by error."
-            )
-            for error, n in sorted(self.delivery_errors.items()):
-                out.append(f"{name}{_labels([('error', error)])} {n}")
-            name = family(
-                "batches_failed_total",
-                "counter",
-                "Event Hook batches answered 503 (not stored), by reason.",
-            )
-            for reason, n in sorted(self.batches_failed.items()):
-                out.append(f"{name}{_labels([('reason', reason)])} {n}")
-            name = family(
-                "produce_seconds",
-                "histogram",
-                "Time from a batch's arrival until Kafka acknowledged all its records.",
-            )
-            for bound, n in zip(LATENCY_BUCKETS, self._latency_buckets, strict=True):
-                out.append(f"{name}_bucket{_labels([('le', _number(bound))])} {n}")
-            out.append(f'{name}_bucket{{le="+Inf"}} {self._latency_count}')
-            out.append(f"{name}_sum {_number(self._latency_sum)}")
-            out.append(f"{name}_count {self._latency_count}")
-        return "\n".join(out) + "\n"
+    def render(self) -> bytes:
+        """Every metric of this receiver in the text format (:data:`CONTENT_TYPE`)."""
+        return generate_latest(self.registry)
