@@ -18,6 +18,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
+
 from scimflow.errors import ServiceError
 from scimflow.stream.events import Change, InvalidEvent, decode, route
 
@@ -67,34 +75,64 @@ def _producer(kafka: Any) -> Any:
     )
 
 
-def _retrying(what: str, fn: Callable[[], T], timeout: float) -> T:
-    """Call ``fn`` again while Kafka says the error is retriable (a coordinator still
-    loading, a leader moving), up to ``timeout`` seconds."""
-    from confluent_kafka import KafkaError, KafkaException
+def _waits() -> frozenset[int]:
+    from confluent_kafka import KafkaError
 
     # a group coordinator still loading (a new group, a broker just started) is not
     # flagged retriable by librdkafka, but it is
-    waits = {
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError._TIMED_OUT,
-        KafkaError._TRANSPORT,
-    }
-    deadline = time.monotonic() + timeout
-    delay = 0.1
-    while True:
-        try:
-            return fn()
-        except KafkaException as exc:
-            err = exc.args[0]
-            retriable = err.retriable() or err.code() in waits
-            if not retriable or time.monotonic() > deadline:
-                raise ServiceError("kafka", f"{what}: {err}") from exc
-            log.info("%s: %s; retrying", what, err)
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    return frozenset(
+        {
+            KafkaError.NOT_COORDINATOR,
+            KafkaError.COORDINATOR_NOT_AVAILABLE,
+            KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+            KafkaError.LEADER_NOT_AVAILABLE,
+            KafkaError._TIMED_OUT,
+            KafkaError._TRANSPORT,
+        }
+    )
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether Kafka says trying again may succeed (a coordinator loading, a leader moving)."""
+    from confluent_kafka import KafkaException
+
+    if not isinstance(exc, KafkaException) or not exc.args:
+        return False
+    err = exc.args[0]
+    return bool(err.retriable() or err.code() in _waits())
+
+
+def _retrying(
+    what: str,
+    fn: Callable[[], T],
+    timeout: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``fn`` again while Kafka says the error is transient, for up to ``timeout``
+    seconds (backing off from 0.1 s to 2 s); ServiceError once it is not, or time is up."""
+    from confluent_kafka import KafkaException
+
+    def note(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        err = exc.args[0] if exc is not None and exc.args else exc
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.info(
+            "%s: %s; retrying in %.1f s (attempt %d)", what, err, wait, state.attempt_number + 1
+        )
+
+    retrying = Retrying(
+        retry=retry_if_exception(_transient),
+        stop=stop_after_delay(timeout),
+        wait=wait_exponential(multiplier=0.1, max=2.0),
+        before_sleep=note,
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(fn)
+    except KafkaException as exc:
+        raise ServiceError("kafka", f"{what}: {exc.args[0] if exc.args else exc}") from exc
 
 
 def _partitions(consumer: Any, topic: str, timeout: float) -> list[int]:
