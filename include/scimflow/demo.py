@@ -18,6 +18,7 @@ import httpx
 
 from scimflow.errors import ServiceError
 from scimflow.services.airflow import ADMIN_USER, AirflowStandalone
+from scimflow.services.process import wait_until
 
 __all__ = ["AirflowApi", "DagRunResult", "stream_phase"]
 
@@ -34,12 +35,21 @@ class DagRunResult:
 
 
 class AirflowApi:
-    """A small client of Airflow 3's REST API (``/api/v2``) with the simple auth manager."""
+    """A small client of Airflow 3's REST API (``/api/v2``) with the simple auth manager.
 
-    def __init__(self, airflow: AirflowStandalone, *, timeout: float = 10.0) -> None:
+    ``transport`` replaces the HTTP transport (tests pass an ``httpx.MockTransport``).
+    """
+
+    def __init__(
+        self,
+        airflow: AirflowStandalone,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base = airflow.address
         self._password = airflow.admin_password()
-        self._http = httpx.Client(base_url=self.base, timeout=timeout)
+        self._http = httpx.Client(base_url=self.base, timeout=timeout, transport=transport)
         self._login()
 
     def _login(self) -> None:
@@ -59,15 +69,15 @@ class AirflowApi:
         return resp
 
     def wait_for_dag(self, dag_id: str, *, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self._call("GET", f"/dags/{dag_id}").status_code == 404:
-            if time.monotonic() > deadline:
-                errors = self._call("GET", "/importErrors").json().get("import_errors", [])
-                raise ServiceError(
-                    "airflow",
-                    f"DAG {dag_id} not parsed after {timeout:.0f} s; import errors: {errors}",
-                )
-            time.sleep(2)
+        def parsed() -> bool:
+            return self._call("GET", f"/dags/{dag_id}").status_code != 404
+
+        if not wait_until(parsed, timeout=timeout, interval=2):
+            errors = self._call("GET", "/importErrors").json().get("import_errors", [])
+            raise ServiceError(
+                "airflow",
+                f"DAG {dag_id} not parsed after {timeout:.0f} s; import errors: {errors}",
+            )
 
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
@@ -77,13 +87,16 @@ class AirflowApi:
         next parse of the DAG file: up to ``min_file_process_interval``); the seconds it
         took. Changes made before then wait for it."""
         t0 = time.monotonic()
-        while True:
+
+        def registered() -> bool:
             found = self._call("GET", "/assets", params={"name_pattern": asset}).json()
-            if any(a.get("name") == asset and a.get("watchers") for a in found.get("assets", [])):
-                return time.monotonic() - t0
-            if time.monotonic() - t0 > timeout:
-                raise ServiceError("airflow", f"no watcher of asset {asset} after {timeout:.0f} s")
-            time.sleep(1)
+            return any(
+                a.get("name") == asset and a.get("watchers") for a in found.get("assets", [])
+            )
+
+        if not wait_until(registered, timeout=timeout, interval=1):
+            raise ServiceError("airflow", f"no watcher of asset {asset} after {timeout:.0f} s")
+        return time.monotonic() - t0
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         resp = self._call(
@@ -93,11 +106,13 @@ class AirflowApi:
 
     def wait_for_run(self, dag_id: str, run_id: str, *, timeout: float = 300.0) -> DagRunResult:
         t0 = time.monotonic()
-        while True:
-            run = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json()
-            if run["state"] in TERMINAL or time.monotonic() - t0 > timeout:
-                break
-            time.sleep(2)
+        run: dict[str, Any] = {}
+
+        def finished() -> bool:
+            run.update(self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json())
+            return run["state"] in TERMINAL
+
+        wait_until(finished, timeout=timeout, interval=2)  # past it: the state it reached
         tis = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()
         tasks = sorted(
             (
@@ -186,12 +201,19 @@ def stream_phase(
             timeout=10,
         ).raise_for_status()
         time.sleep(seconds)
-    # drained: the hooks delivered everything, and the stream committed past all of it
-    while time.monotonic() - t0 < seconds + timeout:
-        stats = httpx.get(f"{okta.address}/emulator/hooks/stats", headers=auth, timeout=10).json()
-        if stats.get("pending", 0) == 0 and lag(config.kafka) == 0:
-            break
-        time.sleep(0.5)
+    stats: dict[str, Any] = {}
+
+    def is_drained() -> bool:
+        """The hooks delivered everything, and the stream committed past all of it."""
+        stats.clear()
+        stats.update(
+            httpx.get(f"{okta.address}/emulator/hooks/stats", headers=auth, timeout=10).json()
+        )
+        return stats.get("pending", 0) == 0 and lag(config.kafka) == 0
+
+    wait_until(
+        is_drained, timeout=max(seconds + timeout - (time.monotonic() - t0), 0), interval=0.5
+    )
     drained = time.monotonic() - t0
     runs = api.runs_since("okta_events", started)
     with StateStore(config.state.resolved_url()) as store:

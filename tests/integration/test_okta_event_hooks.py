@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from scimflow.services.process import wait_until
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -61,8 +61,10 @@ class HookEndpoint:
 def endpoint():  # type: ignore[no-untyped-def]
     ep = HookEndpoint()
     ep.thread.start()
-    while not ep.server.started:
-        time.sleep(0.02)
+    started = wait_until(
+        lambda: bool(ep.server.started), timeout=15, interval=0.02, alive=ep.thread.is_alive
+    )
+    assert started, "the hook endpoint did not start"
     yield ep
     ep.server.should_exit = True
     ep.thread.join(5)

@@ -22,6 +22,7 @@ import uvicorn
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from scimflow.receiver import create_app
 from scimflow.scim.config import KafkaConfig, ReceiverConfig, SecretRef
+from scimflow.services.process import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,10 +51,13 @@ class ReceiverServer:
 
     def __enter__(self) -> ReceiverServer:
         self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "receiver did not start"
-            time.sleep(0.05)
+        started = wait_until(
+            lambda: bool(self.server.started),
+            timeout=60,
+            interval=0.05,
+            alive=self.thread.is_alive,
+        )
+        assert started, "receiver did not start"
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -215,10 +219,12 @@ def test_kafka_down_answers_503_and_back_up_stores_again(kafka, receiver) -> Non
     finally:
         assert kafka.start() is True
 
-    deadline = time.monotonic() + 30
-    while httpx.get(f"{server.url}/readyz", timeout=5).status_code != 200:
-        assert time.monotonic() < deadline, "the receiver did not see Kafka come back"
-        time.sleep(0.5)
+    back = wait_until(
+        lambda: httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200,
+        timeout=30,
+        interval=0.5,
+    )
+    assert back, "the receiver did not see Kafka come back"
     after = [_event("user.lifecycle.activate", [_user(f"00u{i}")]) for i in range(3)]
     resp = httpx.post(url, json=_hook(after), headers=AUTH, timeout=10)
     assert resp.status_code == 200, resp.text

@@ -20,6 +20,7 @@ from scimflow.errors import ConfigError
 from scimflow.receiver import create_app, parse_hook, route
 from scimflow.receiver.envelope import ShapeError
 from scimflow.scim.config import KafkaConfig, ReceiverConfig, SecretRef
+from scimflow.services.process import wait_until
 from starlette.testclient import TestClient
 
 SECRET = "s3cret-hook-value-0123456789"
@@ -507,7 +508,8 @@ def test_the_event_loop_serves_others_while_a_batch_waits_for_kafka() -> None:
 
         t = threading.Thread(target=post)
         t.start()
-        time.sleep(0.2)
+        # the batch is with the producer, waiting for an acknowledgement that never comes
+        assert wait_until(lambda: bool(producer.produced), timeout=5, interval=0.01)
         t0 = time.monotonic()
         assert c.get("/healthz").status_code == 200
         assert time.monotonic() - t0 < 0.5

@@ -23,6 +23,7 @@ import anyio
 import httpx
 
 from scimflow.okta.emulator.directory import okta_time
+from scimflow.services.process import wait_until
 
 __all__ = ["HookDeliverer", "HookSettings"]
 
@@ -129,13 +130,12 @@ class HookDeliverer:
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything submitted was attempted (delivered or failed)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def idle() -> bool:
             with self._lock:
-                if self._outstanding == 0:
-                    return True
-            time.sleep(0.05)
-        return False
+                return self._outstanding == 0
+
+        return wait_until(idle, timeout=timeout, interval=0.05)
 
     def stop(self) -> None:
         self._stop.set()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import uvicorn
 
 from scimflow.okta.emulator.app import EmulatorState, build_app
 from scimflow.okta.emulator.directory import Directory
 from scimflow.okta.emulator.ratelimit import ENTERPRISE_LIMITS, RateLimiter
+from scimflow.services.process import wait_until
 
 __all__ = ["EmulatorServer", "make_state"]
 
@@ -54,11 +54,14 @@ class EmulatorServer:
 
     def __enter__(self) -> EmulatorServer:
         self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the Okta emulator did not start")
-            time.sleep(0.05)
+        started = wait_until(
+            lambda: bool(self.server.started),
+            timeout=15,
+            interval=0.05,
+            alive=self.thread.is_alive,
+        )
+        if not started:
+            raise RuntimeError("the Okta emulator did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
