@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from scimflow.okta.emulator.filters import FilterError, compile_filter
 
@@ -52,3 +54,47 @@ def test_expressions(expr: str, expected: bool) -> None:
 def test_bad_expressions_say_why(expr: str, reason: str) -> None:
     with pytest.raises(FilterError, match=reason):
         compile_filter(expr)
+
+
+# -- RFC 7644 §3.4.2.2: "and" binds tighter than "or" -------------------------------------
+FLAGS = [{"a": a, "b": b, "c": c} for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+
+
+@pytest.mark.parametrize(
+    ("expr", "grouped", "truth"),
+    [
+        (
+            "a eq 1 or b eq 1 and c eq 1",
+            "a eq 1 or (b eq 1 and c eq 1)",
+            lambda o: o["a"] or (o["b"] and o["c"]),
+        ),
+        (
+            "a eq 1 and b eq 1 or c eq 1",
+            "(a eq 1 and b eq 1) or c eq 1",
+            lambda o: (o["a"] and o["b"]) or o["c"],
+        ),
+        (
+            "a eq 1 or b eq 1 and c eq 1 or a eq 0 and c eq 0",
+            "a eq 1 or (b eq 1 and c eq 1) or (a eq 0 and c eq 0)",
+            lambda o: o["a"] or (o["b"] and o["c"]) or (not o["a"] and not o["c"]),
+        ),
+        (
+            "(a eq 1 or b eq 1) and c eq 1",
+            "(a eq 1 or b eq 1) and c eq 1",
+            lambda o: (o["a"] or o["b"]) and o["c"],
+        ),
+        (
+            "a eq 1 AND b eq 1 OR c eq 1",  # the logical operators are case-insensitive too
+            "(a eq 1 and b eq 1) or c eq 1",
+            lambda o: (o["a"] and o["b"]) or o["c"],
+        ),
+    ],
+)
+def test_and_binds_tighter_than_or(
+    expr: str, grouped: str, truth: Callable[[dict[str, int]], int]
+) -> None:
+    plain, explicit = compile_filter(expr), compile_filter(grouped)
+    for obj in FLAGS:
+        expected = bool(truth(obj))
+        assert plain(obj) is expected, (expr, obj)
+        assert explicit(obj) is expected, (grouped, obj)

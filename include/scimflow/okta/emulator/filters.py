@@ -1,6 +1,12 @@
 """Okta's ``filter`` and ``search`` expressions, enough of them for users, groups and logs.
 
-Grammar: ``expr := term (("and" | "or") term)*``, ``term := "(" expr ")" | attr op value``,
+Grammar, with RFC 7644 §3.4.2.2's precedence (``and`` binds tighter than ``or``, both
+left-associative, parentheses first)::
+
+    expr := conj ("or" conj)*
+    conj := term ("and" term)*
+    term := "(" expr ")" | attr op value
+
 ``op`` one of eq, ne, gt, ge, lt, le, sw, co, pr (``pr`` takes no value). Values are
 double-quoted strings, ``true``/``false`` or numbers. Attributes are dotted paths into
 the object (``status``, ``lastUpdated``, ``profile.login``). As in Okta, operators and
@@ -99,20 +105,29 @@ class _Parser:
         self.i += 1
         return tok
 
+    def _keyword(self, word: str) -> bool:
+        """Take the next token if it is the logical operator ``word`` (any case)."""
+        tok = self.peek()
+        if tok is not None and tok[0] == "word" and tok[1].lower() == word:
+            self.i += 1
+            return True
+        return False
+
     def expr(self) -> Predicate:
-        left = self.term()
-        while (
-            (tok := self.peek()) is not None
-            and tok[0] == "word"
-            and tok[1].lower() in ("and", "or")
-        ):
-            self.take()
-            right = self.term()
-            if tok[1].lower() == "and":
-                left = (lambda lf, rf: lambda o: lf(o) and rf(o))(left, right)
-            else:
-                left = (lambda lf, rf: lambda o: lf(o) or rf(o))(left, right)
-        return left
+        terms = [self.conj()]
+        while self._keyword("or"):
+            terms.append(self.conj())
+        if len(terms) == 1:
+            return terms[0]
+        return lambda o: any(t(o) for t in terms)
+
+    def conj(self) -> Predicate:
+        terms = [self.term()]
+        while self._keyword("and"):
+            terms.append(self.term())
+        if len(terms) == 1:
+            return terms[0]
+        return lambda o: all(t(o) for t in terms)
 
     def term(self) -> Predicate:
         kind, text = self.take()
