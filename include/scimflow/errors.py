@@ -22,6 +22,7 @@ __all__ = [
     "PreflightError",
     "ScimConflictError",
     "ScimError",
+    "ScimIncompleteReadError",
     "ScimNotFoundError",
     "ScimRejectedError",
     "ScimTransientError",
@@ -111,6 +112,31 @@ class ScimNotFoundError(ScimError):
 
 class ScimRejectedError(ScimError):
     """Refused for good (a 4xx other than 404, 409, 429): park the record with the reason."""
+
+
+class ScimIncompleteReadError(ScimError):
+    """A read of a target's resources came out shorter than the target says it is.
+
+    The server ignores ``startIndex``/``count`` (it sends a page again), or its pages add
+    up to fewer resources than its ``totalResults``, or it cannot be read completely at
+    all. The list must not be used: a short list would plan creates for resources that
+    exist. Read by filter instead (``ScimTarget.lookup_users``), or stop. ``read`` is how
+    many distinct resources were read, ``total`` what ``totalResults`` claimed (None when
+    the server gave none).
+    """
+
+    def __init__(
+        self,
+        target: str,
+        what: str,
+        reason: str,
+        *,
+        read: int | None = None,
+        total: int | None = None,
+    ) -> None:
+        super().__init__(target, what, reason)
+        self.read = read
+        self.total = total
 
 
 class DeletionGuardError(ScimflowError):

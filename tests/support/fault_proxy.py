@@ -14,6 +14,10 @@ A request is checked, in this order, against the ``fail_next`` rules (the oldest
 matches and has budget left answers it), then the ``fail_rate`` rule, then the
 ``fail_after_forward`` rules; the first ``delay`` rule that matches then holds back whatever
 answer results (after the upstream answered, when the request was forwarded).
+
+It can also bend SCIM as some real servers do: ``ignore_paging`` (every list request gets
+the first page, whatever page it asked for) and ``case_sensitive_user_names`` (a
+``userName eq`` filter only finds the login in the case it was asked).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import socket
 import threading
 import time
@@ -29,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode
 
 import httpx
 import uvicorn
@@ -190,6 +196,53 @@ class _Decision:
     inject: _Fault | None
     after_forward: _Fault | None
     delay: float
+    ignore_paging: bool = False
+    case_sensitive: bool = False
+
+
+# a SCIM filter that is one or more ``attr eq "value"`` joined with ``or`` (RFC 7644 §3.4.2.2)
+_EQ = r'([A-Za-z][\w.:$-]*)\s+eq\s+"((?:[^"\\]|\\.)*)"'
+_EQ_CLAUSE = re.compile(_EQ, re.IGNORECASE)
+_EQ_DISJUNCTION = re.compile(rf"\s*{_EQ}(?:\s+or\s+{_EQ})*\s*", re.IGNORECASE)
+
+
+def _eq_clauses(filter_: str | None) -> list[tuple[str, str]]:
+    """The (attribute, value) of a filter made of ``eq`` clauses joined with ``or``; []
+    for any other filter."""
+    if not filter_ or not _EQ_DISJUNCTION.fullmatch(filter_):
+        return []
+    return [(m.group(1), re.sub(r"\\(.)", r"\1", m.group(2))) for m in _EQ_CLAUSE.finditer(filter_)]
+
+
+def _without_start_index(query: str) -> str:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    kept = [(k, v) for k, v in pairs if k.lower() != "startindex"]
+    return query if len(kept) == len(pairs) else urlencode(kept, quote_via=quote)
+
+
+def _matches_exactly(resource: dict[str, Any], clauses: list[tuple[str, str]]) -> bool:
+    """Whether one clause matches a top-level attribute of ``resource``, case included."""
+    by_name = {str(k).lower(): v for k, v in resource.items()}
+    return any(by_name.get(attr.lower()) == value for attr, value in clauses)
+
+
+def _keep_exact(content: bytes, clauses: list[tuple[str, str]]) -> bytes:
+    """A ListResponse with only the resources that one clause matches exactly;
+    ``totalResults`` less those taken out (of this page: right for a one-page answer)."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return content
+    if not isinstance(body, dict) or not isinstance(body.get("Resources"), list):
+        return content
+    resources = body["Resources"]
+    kept = [r for r in resources if isinstance(r, dict) and _matches_exactly(r, clauses)]
+    body["Resources"] = kept
+    if isinstance(body.get("totalResults"), int):
+        body["totalResults"] = max(0, body["totalResults"] - (len(resources) - len(kept)))
+    if "itemsPerPage" in body:
+        body["itemsPerPage"] = len(kept)
+    return json.dumps(body).encode()
 
 
 def _methods(methods: Iterable[str] | None) -> frozenset[str] | None:
@@ -281,6 +334,8 @@ class FaultProxy:
         self._rate: _Rate | None = None
         self._after_forward: list[_Counted] = []
         self._delays: list[_Counted] = []
+        self._ignore_paging: _Match | None = None
+        self._case_sensitive: _Match | None = None
         self._requests = 0
         self._forwarded = 0
         self._upstream_errors = 0
@@ -425,6 +480,26 @@ class FaultProxy:
         with self._lock:
             self._delays.append(rule)
 
+    def ignore_paging(self, path_contains: str | None = None) -> None:
+        """From now on, answer as a server that ignores ``startIndex``: GET requests are
+        forwarded without it, so the upstream sends the first page whichever page was asked
+        for; ``count`` is kept, and so is the upstream's true ``totalResults``.
+        ``clear()`` turns it off.
+        """
+        with self._lock:
+            self._ignore_paging = _Match(frozenset({"GET"}), path_contains)
+
+    def case_sensitive_user_names(self, path_contains: str | None = "/Users") -> None:
+        """From now on, compare userName case-sensitively in filters, as some servers do.
+
+        To a GET whose filter is ``attr eq "value"`` clauses joined with ``or``, one of
+        them on userName, the upstream's answer keeps only the resources that a clause
+        matches exactly, case included; ``totalResults`` drops by as many (exact for an
+        answer of one page). Other filters pass unchanged. ``clear()`` turns it off.
+        """
+        with self._lock:
+            self._case_sensitive = _Match(frozenset({"GET"}), path_contains)
+
     def clear(self) -> None:
         """Remove every rule (the counters and the log stay: see ``reset_stats``)."""
         with self._lock:
@@ -432,6 +507,8 @@ class FaultProxy:
             self._rate = None
             self._after_forward.clear()
             self._delays.clear()
+            self._ignore_paging = None
+            self._case_sensitive = None
 
     # -- counters ---------------------------------------------------------------------------
 
@@ -483,7 +560,14 @@ class FaultProxy:
                 self._after_forward = [r for r in self._after_forward if r.remaining]
             delay = next((r.seconds for r in self._delays if r.take(method, path)), 0.0)
             self._delays = [r for r in self._delays if r.remaining != 0]
-            return _Decision(inject, after_forward, delay)
+            paging, case = self._ignore_paging, self._case_sensitive
+            return _Decision(
+                inject,
+                after_forward,
+                delay,
+                ignore_paging=paging is not None and paging(method, path),
+                case_sensitive=case is not None and case(method, path),
+            )
 
     async def _handle(self, request: Request) -> Response:
         method, path = request.method, request.url.path
@@ -493,7 +577,7 @@ class FaultProxy:
             response = _fault_response(decision.inject)
             injected = True
         else:
-            response, reached = await run_in_threadpool(self._forward, request, body)
+            response, reached = await run_in_threadpool(self._forward, request, body, decision)
             # an upstream that did not answer already makes a 502 (or 504): leave it be
             injected = decision.after_forward is not None and reached
             if injected and decision.after_forward is not None:
@@ -505,14 +589,22 @@ class FaultProxy:
             self._log.append((method, path, response.status_code))
         return response
 
-    def _forward(self, request: Request, body: bytes) -> tuple[Response, bool]:
+    def _forward(self, request: Request, body: bytes, decision: _Decision) -> tuple[Response, bool]:
         """Send the request upstream: (the answer for the client, whether upstream answered)."""
         assert self._client is not None
         scope = request.scope
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         url = self.upstream + raw_path.decode("latin-1")
-        if scope["query_string"]:
-            url += "?" + scope["query_string"].decode("latin-1")
+        query = scope["query_string"].decode("latin-1")
+        if decision.ignore_paging:
+            query = _without_start_index(query)
+        if query:
+            url += "?" + query
+        clauses: list[tuple[str, str]] = []
+        if decision.case_sensitive:
+            clauses = _eq_clauses(request.query_params.get("filter"))
+            if not any(attr.lower() == "username" for attr, _ in clauses):
+                clauses = []
         headers = _filtered(request.headers.raw, _REQUEST_DROP)
         has_body = bool(body) or "content-length" in request.headers
         upstream_request = httpx.Request(
@@ -525,8 +617,12 @@ class FaultProxy:
         try:
             upstream = self._client.send(upstream_request, stream=True)
             try:
-                # raw: the body as the upstream encoded it, to match its Content-Encoding
-                content = b"".join(upstream.iter_raw())
+                if clauses and upstream.status_code == 200:
+                    # decoded, to be filtered: sent on without a Content-Encoding
+                    content = _keep_exact(upstream.read(), clauses)
+                else:
+                    # raw: the body as the upstream encoded it, to match its Content-Encoding
+                    content = b"".join(upstream.iter_raw())
             finally:
                 upstream.close()
         except httpx.HTTPError as exc:
@@ -541,6 +637,8 @@ class FaultProxy:
         response = Response(content, status_code=upstream.status_code)
         # a HEAD answer has no body but keeps the length the upstream announced
         drop = _RESPONSE_DROP - {"content-length"} if head else _RESPONSE_DROP
+        if clauses and upstream.status_code == 200:
+            drop = drop | {"content-encoding"}
         own = [] if head else [h for h in response.raw_headers if h[0] == b"content-length"]
         response.raw_headers = _filtered(upstream.headers.raw, drop) + own
         return response, True

@@ -356,3 +356,87 @@ def test_rejects_bad_rules(proxy: FaultProxy) -> None:
         proxy.fail_next(1, body="xml")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="n must"):
         proxy.fail_next(-1)
+
+
+# -- bending SCIM ---------------------------------------------------------------------------
+
+
+def test_ignore_paging_forwards_list_requests_without_start_index(
+    client: httpx.Client, proxy: FaultProxy, upstream: Echo
+) -> None:
+    query = {"filter": 'userName eq "a b"', "startIndex": "3", "count": "2"}
+    assert client.get("/v2/Users", params=query).json()["params"] == query  # not yet
+    proxy.ignore_paging()
+    seen = client.get("/v2/Users", params=query).json()
+    assert seen["params"] == {"filter": 'userName eq "a b"', "count": "2"}
+    # a write is not a list read: its query is left alone
+    assert client.post("/v2/Users", params=query, json={}).json()["params"] == query
+    proxy.clear()
+    assert client.get("/v2/Users", params=query).json()["params"] == query
+
+
+class Lenient:
+    """An upstream whose filters match everything: the proxy's case-sensitive rule must
+    keep only what a clause matches exactly."""
+
+    USERS = (
+        {"id": "1", "userName": "Ann@Example.com", "externalId": "00u1"},
+        {"id": "2", "userName": "bob@example.com", "externalId": "00u2"},
+        {"id": "3", "userName": 'quo"te\\d', "externalId": "00u3"},
+    )
+
+    def __init__(self) -> None:
+        app = Starlette(routes=[Route("/{path:path}", self.handle, methods=METHODS)])
+        self.server = BackgroundServer(app, name="lenient-upstream")
+
+    async def handle(self, request: Request) -> Response:
+        body = {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+            "totalResults": len(self.USERS),
+            "itemsPerPage": len(self.USERS),
+            "startIndex": 1,
+            "Resources": list(self.USERS),
+        }
+        return JSONResponse(body, media_type="application/scim+json")
+
+
+@pytest.fixture()
+def lenient_client() -> Iterator[tuple[httpx.Client, FaultProxy]]:
+    lenient = Lenient()
+    with (
+        lenient.server,
+        FaultProxy(upstream=lenient.server.url) as proxy,
+        httpx.Client(base_url=proxy.url, trust_env=False, timeout=10) as client,
+    ):
+        yield client, proxy
+
+
+def _found(client: httpx.Client, path: str, filter_: str) -> tuple[list[str], int]:
+    r = client.get(path, params={"filter": filter_})
+    assert r.status_code == 200
+    assert int(r.headers["content-length"]) == len(r.content)
+    body = r.json()
+    assert body["itemsPerPage"] == len(body["Resources"])
+    return [u["id"] for u in body["Resources"]], body["totalResults"]
+
+
+def test_case_sensitive_user_names_keeps_exact_matches_only(
+    lenient_client: tuple[httpx.Client, FaultProxy],
+) -> None:
+    client, proxy = lenient_client
+    assert _found(client, "/v2/Users", 'userName eq "ann@example.com"') == (["1", "2", "3"], 3)
+    proxy.case_sensitive_user_names()
+    assert _found(client, "/v2/Users", 'userName eq "ann@example.com"') == ([], 0)
+    assert _found(client, "/v2/Users", 'userName eq "Ann@Example.com"') == (["1"], 1)
+    assert _found(client, "/v2/Users", 'USERNAME EQ "Ann@Example.com"') == (["1"], 1)
+    # clauses joined with or: each compared exactly (externalId too)
+    either = 'externalId eq "00u2" or userName eq "ANN@example.com" or externalId eq "00U1"'
+    assert _found(client, "/v2/Users", either) == (["2"], 1)
+    # an escaped value is compared unescaped
+    assert _found(client, "/v2/Users", r'userName eq "quo\"te\\d"') == (["3"], 1)
+    # other filters, and other paths, pass unchanged
+    assert _found(client, "/v2/Users", 'externalId eq "nobody"') == (["1", "2", "3"], 3)
+    assert _found(client, "/v2/Users", 'userName sw "a"') == (["1", "2", "3"], 3)
+    assert _found(client, "/v2/Groups", 'userName eq "x"') == (["1", "2", "3"], 3)
+    proxy.clear()
+    assert _found(client, "/v2/Users", 'userName eq "ann@example.com"') == (["1", "2", "3"], 3)

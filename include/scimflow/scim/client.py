@@ -9,17 +9,24 @@ happen next: :class:`ScimTransientError` (retry), :class:`ScimConflictError` (li
 The client adapts to what the server says in ``/ServiceProviderConfig`` and to what it
 does: PATCH or PUT, filtering or a full read, servers that ignore ``startIndex/count``,
 answer PATCH with 200 or 204, or compare userName case-sensitively.
+
+It is also the one retry layer: every request, read or write, waits for the target's
+rate limit, and a transient failure is retried with backoff (``Retry-After`` honoured)
+up to ``max_attempts`` times, each retry logged once. A list that comes out shorter
+than the server says it is raises :class:`ScimIncompleteReadError` instead of ending.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
+from pyrate_limiter import Duration, Limiter, Rate
 from scim2_client import (
     RequestNetworkException,
     SCIMClientException,
@@ -38,12 +45,27 @@ from tenacity import (
 from scimflow.errors import (
     ScimConflictError,
     ScimError,
+    ScimIncompleteReadError,
     ScimNotFoundError,
     ScimRejectedError,
     ScimTransientError,
 )
 
-__all__ = ["Capabilities", "OAuth2ClientCredentials", "ScimTarget", "classify", "last_status"]
+if TYPE_CHECKING:
+    from scimflow.scim.config import TargetConfig
+
+__all__ = [
+    "Capabilities",
+    "OAuth2ClientCredentials",
+    "ScimTarget",
+    "backoff",
+    "classify",
+    "last_status",
+    "open_client",
+    "retrying",
+]
+
+logger = logging.getLogger(__name__)
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -127,14 +149,20 @@ def backoff(retry_state: RetryCallState) -> float:
     return max(wait, float(after)) if after is not None else wait
 
 
-def retrying(max_attempts: int, sleep: Callable[[float], None] = time.sleep) -> Retrying:
-    """Retries of transient failures: the one policy for reads here and writes in the executor."""
+def retrying(
+    max_attempts: int,
+    sleep: Callable[[float], None] = time.sleep,
+    before_sleep: Callable[[RetryCallState], None] | None = None,
+) -> Retrying:
+    """The retry policy of transient failures (:class:`ScimTransientError`): at most
+    ``max_attempts`` attempts, waiting :func:`backoff` between them."""
     return Retrying(
         stop=stop_after_attempt(max_attempts),
         wait=backoff,
         retry=retry_if_exception_type(ScimTransientError),
         reraise=True,
         sleep=sleep,
+        before_sleep=before_sleep,
     )
 
 
@@ -187,8 +215,63 @@ def classify(
     return ScimRejectedError(target, what, reason, status=status)
 
 
+def _quoted(value: str) -> str:
+    """``value`` as a SCIM filter string (RFC 7644 §3.4.2.2): quoted, with backslashes and
+    quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _total(page: dict[str, Any]) -> int | None:
+    raw = page.get("totalResults")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class _UserIndex:
+    """The target's users by externalId and by lower-cased userName, read once."""
+
+    by_external_id: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_login: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    readable: bool = True  # False: the list could not be read completely
+
+    @classmethod
+    def of(cls, users: Iterable[dict[str, Any]]) -> _UserIndex:
+        index = cls()
+        for user in users:
+            external_id, login = user.get("externalId"), user.get("userName")
+            if isinstance(external_id, str) and external_id:
+                index.by_external_id.setdefault(external_id, user)
+            if isinstance(login, str) and login:
+                index.by_login.setdefault(login.lower(), []).append(user)
+        return index
+
+    def find(self, external_id: str | None, user_name: str | None) -> dict[str, Any] | None:
+        if external_id and external_id in self.by_external_id:
+            return self.by_external_id[external_id]
+        if not user_name:
+            return None
+        same = self.by_login.get(user_name.lower(), [])
+        exact = [u for u in same if u.get("userName") == user_name]
+        if exact:
+            return exact[0]
+        # one login in another case is the user; two or more are ambiguous: none
+        return same[0] if len(same) == 1 else None
+
+
 class ScimTarget:
-    """A SCIM 2.0 service provider, reached through scim2-client."""
+    """A SCIM 2.0 service provider, reached through scim2-client.
+
+    Every request waits for the target's rate limit (``requests_per_second``; None: no
+    limit) and is retried on :class:`ScimTransientError` up to ``max_attempts`` attempts
+    in all, reads and writes alike: a write retried after a lost answer may meet 409,
+    which the caller resolves (it links the existing resource). ``sleep`` waits between
+    attempts (tests pass one that does not).
+    """
 
     def __init__(
         self,
@@ -200,11 +283,24 @@ class ScimTarget:
         timeout: float = 30.0,
         max_connections: int = 16,
         transport: httpx2.BaseTransport | None = None,
-        read_attempts: int = 5,
+        requests_per_second: float | None = None,
+        max_attempts: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if requests_per_second is not None and requests_per_second <= 0:
+            raise ValueError("requests_per_second must be positive")
         self.name = name
         self.base_url = base_url.rstrip("/")
-        self.read_attempts = read_attempts
+        self.max_attempts = max_attempts
+        self.requests_per_second = requests_per_second
+        self._sleep = sleep
+        self._limiter = (
+            Limiter(Rate(max(1, round(requests_per_second)), Duration.SECOND))
+            if requests_per_second is not None
+            else None
+        )
         self.http = httpx2.Client(
             base_url=self.base_url,
             auth=auth,
@@ -222,6 +318,11 @@ class ScimTarget:
         self.capabilities = Capabilities(
             patch=False, bulk=False, filter=False, etag=False, max_results=100
         )
+        # userName → user, read once when a filter cannot find a login in another case
+        self._user_index: _UserIndex | None = None
+        self._index_lock = threading.Lock()
+        # False once the server refused a filter joined with "or": one clause a request
+        self._or_filters = True
 
     def __repr__(self) -> str:
         return f"ScimTarget(name={self.name!r}, base_url={self.base_url!r})"
@@ -231,7 +332,7 @@ class ScimTarget:
 
     # -- plumbing ------------------------------------------------------------------
     def call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one request; raise a classified :class:`ScimError` on failure."""
+        """Run one request once; raise a classified :class:`ScimError` on failure."""
         _last.status = None
         _last.retry_after = None
         try:
@@ -246,11 +347,55 @@ class ScimTarget:
             raise classify(self.name, what, exc, status, retry_after) from exc
         return result
 
+    def _send(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one request under the rate limit, retrying transient failures.
+
+        Each retry is logged once at WARNING (the target, ``what``, the attempt, the
+        status, the wait: never a body or a header). When the attempts run out, the
+        last :class:`ScimTransientError` is raised again, its reason saying how many
+        attempts were made.
+        """
+
+        def log_retry(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            status = getattr(exc, "status", None)
+            # a status, or for a network failure the exception's type (classify's reason)
+            cause = f"HTTP {status}" if status is not None else getattr(exc, "reason", "failed")
+            wait = state.next_action.sleep if state.next_action else 0.0
+            logger.warning(
+                "%s: %s: %s, attempt %d of %d; retrying in %.2f s",
+                self.name,
+                what,
+                cause,
+                state.attempt_number,
+                self.max_attempts,
+                wait,
+            )
+
+        attempts = 0
+        try:
+            for attempt in retrying(self.max_attempts, self._sleep, log_retry):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    if self._limiter is not None:
+                        self._limiter.try_acquire(self.name)
+                    return self.call(what, fn)
+        except ScimTransientError as exc:
+            plural = "attempt" if attempts == 1 else "attempts"
+            raise ScimTransientError(
+                exc.target,
+                exc.what,
+                f"{exc.reason}, after {attempts} {plural}",
+                status=exc.status,
+                retry_after=exc.retry_after,
+            ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def discover(self) -> Capabilities:
         def read() -> Any:
             return self.scim.query(ServiceProviderConfig, check_response_payload=False)
 
-        config = self.call("GET /ServiceProviderConfig", read)
+        config = self._send("GET /ServiceProviderConfig", read)
         if not isinstance(config, dict):
             config = {}
         self.capabilities = Capabilities(
@@ -299,59 +444,197 @@ class ScimTarget:
             body = resp.json()
             return body if isinstance(body, dict) else None
 
-        if method != "GET":
-            return self.call(what, send)  # writes: the executor retries, with its caps
-        for attempt in retrying(self.read_attempts):  # reads are safe to repeat
-            with attempt:
-                return self.call(what, send)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._send(what, send)
 
     # -- reads -----------------------------------------------------------------------
     def list_resources(
         self, endpoint: str, *, page_size: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Every resource of an endpoint by startIndex/count; copes with servers ignoring paging."""
+        """Every resource of an endpoint, by startIndex/count.
+
+        A server that sends everything in one page (ignoring ``count``) is read whole.
+        One that sends a page again (it ignores ``startIndex``) before its
+        ``totalResults`` were read, or whose pages run out before them, raises
+        :class:`ScimIncompleteReadError` at that point instead of ending the iteration:
+        read the whole iterator before acting on what it gave.
+        """
+        return self._read_all(endpoint, f"GET /{endpoint}", {}, page_size=page_size)
+
+    def _read_all(
+        self,
+        endpoint: str,
+        what: str,
+        params: dict[str, str],
+        *,
+        page_size: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
         count = page_size or min(self.capabilities.max_results, 1000)
-        start, seen = 1, 0
+        start = 1
         ids: set[str] = set()
         while True:
             page = (
                 self._request(
-                    f"GET /{endpoint}",
+                    what,
                     "GET",
                     f"/{endpoint}",
-                    params={"startIndex": start, "count": count},
+                    params={**params, "startIndex": start, "count": count},
                     expected=(200,),
                 )
                 or {}
             )
-            resources = page.get("Resources") or []
-            fresh = [r for r in resources if r.get("id") not in ids]
+            resources = [r for r in page.get("Resources") or [] if isinstance(r, dict)]
+            total = _total(page)
+            fresh = [r for r in resources if str(r.get("id")) not in ids]
             for resource in fresh:
                 ids.add(str(resource.get("id")))
                 yield resource
-            seen += len(resources)
-            total = int(page.get("totalResults") or 0)
-            if not fresh or seen >= total or len(resources) == total:
-                return  # done, or the server sent everything at once (paging ignored)
+            read = len(ids)
+            if total is not None and read >= total:
+                return  # every resource, in pages or all at once
+            if not resources:
+                if total is not None:
+                    raise self._incomplete(
+                        what, read, total, "its pages ran out before its totalResults"
+                    )
+                return
+            if not fresh:
+                raise self._incomplete(
+                    what,
+                    read,
+                    total,
+                    "it sent a page of resources already read (it ignores startIndex/count)",
+                )
+            if total is None and len(resources) < count:
+                return  # no totalResults: a page shorter than asked is the last one
             start += len(resources)
+
+    def _incomplete(
+        self, what: str, read: int, total: int | None, why: str
+    ) -> ScimIncompleteReadError:
+        claimed = (
+            f"of the {total} its totalResults claims" if total is not None else "(no totalResults)"
+        )
+        return ScimIncompleteReadError(
+            self.name,
+            what,
+            f"read {read} resources {claimed}, then {why}: the list would be short",
+            read=read,
+            total=total,
+        )
+
+    def lookup_users(
+        self, keys: Iterable[tuple[str, str]], *, chunk: int = 50
+    ) -> list[dict[str, Any]]:
+        """The target's users having one of these ``(externalId, userName)``, by filtered
+        reads of ``chunk`` keys each (``externalId eq "a" or userName eq "x" or ...``).
+
+        The reader to use when :meth:`list_resources` raised
+        :class:`ScimIncompleteReadError`. externalId is compared exactly, userName
+        case-insensitively (RFC 7643), here as well as by the server; each user comes
+        once. A server that refuses filters joined with ``or`` (400) is asked one clause
+        a request. Raises :class:`ScimIncompleteReadError` when the server announces no
+        filtering: then nothing can read its users completely.
+        """
+        if chunk < 1:
+            raise ValueError("chunk must be at least 1")
+        what = "GET /Users?filter=externalId,userName"
+        if not self.capabilities.filter:
+            raise ScimIncompleteReadError(
+                self.name,
+                what,
+                "the server announces no filtering (ServiceProviderConfig), so its users "
+                "cannot be read by filter, and its list cannot be read completely",
+            )
+        pairs = list(keys)
+        found: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(pairs), chunk):
+            part = pairs[i : i + chunk]
+            external_ids = {e for e, _ in part if e}
+            logins = {u.lower() for _, u in part if u}
+            clauses = [f"externalId eq {_quoted(e)}" for e in sorted(external_ids)]
+            clauses += [f"userName eq {_quoted(u)}" for u in sorted({u for _, u in part if u})]
+            for resource in self._filter_any("Users", what, clauses):
+                login = resource.get("userName")
+                if resource.get("externalId") in external_ids or (
+                    isinstance(login, str) and login.lower() in logins
+                ):
+                    found.setdefault(str(resource.get("id")), resource)
+        return list(found.values())
+
+    def _filter_any(self, endpoint: str, what: str, clauses: list[str]) -> Iterator[dict[str, Any]]:
+        """The resources matching any of ``clauses``: one filter joined with ``or``, or one
+        request a clause when the server refuses that."""
+        if not clauses:
+            return
+        if self._or_filters and len(clauses) > 1:
+            try:
+                yield from list(self._read_all(endpoint, what, {"filter": " or ".join(clauses)}))
+                return
+            except ScimRejectedError as exc:
+                if exc.status != 400:
+                    raise
+                logger.warning(
+                    "%s: %s: the server refuses filters joined with 'or' (HTTP 400); "
+                    "asking one clause a request",
+                    self.name,
+                    what,
+                )
+                self._or_filters = False
+        for clause in clauses:
+            yield from self._read_all(endpoint, what, {"filter": clause})
 
     def find_user(
         self, external_id: str | None = None, user_name: str | None = None
     ) -> dict[str, Any] | None:
-        """The user with this externalId or userName (compared case-insensitively by us)."""
-        for attr, value in (("externalId", external_id), ("userName", user_name)):
-            if not value:
-                continue
-            if self.capabilities.filter:
-                candidates = self._filtered("Users", attr, value)
-            else:
-                candidates = list(self.list_resources("Users"))
-            for resource in candidates:
-                found = resource.get(attr)
-                if isinstance(found, str) and found.lower() == value.lower():
+        """The user with this externalId (compared exactly) or else this userName
+        (compared case-insensitively, as RFC 7643 defines userName).
+
+        By filter when the server can filter. A server that compares userName
+        case-sensitively in filters finds no login in another case: then the users are
+        read once, and matched by lower-cased userName; that index is kept for the
+        client's life (it serves to find resources that exist, as after a 409). Without
+        filtering, the same index serves every lookup, read again on a miss.
+        """
+        if self.capabilities.filter:
+            if external_id:
+                for resource in self._filtered("Users", "externalId", external_id):
+                    if resource.get("externalId") == external_id:
+                        return dict(resource)
+            if not user_name:
+                return None
+            for resource in self._filtered("Users", "userName", user_name):
+                found = resource.get("userName")
+                if isinstance(found, str) and found.lower() == user_name.lower():
                     return dict(resource)
-        return None
+        return self._indexed_user(external_id, user_name)
+
+    def _indexed_user(
+        self, external_id: str | None, user_name: str | None
+    ) -> dict[str, Any] | None:
+        with self._index_lock:
+            fresh = self._user_index is None
+            if self._user_index is None:
+                self._user_index = self._read_user_index()
+            found = self._user_index.find(external_id, user_name)
+            # without filtering the list is the only way, so a miss reads it again
+            stale = not fresh and self._user_index.readable
+            if found is None and stale and not self.capabilities.filter:
+                self._user_index = self._read_user_index()
+                found = self._user_index.find(external_id, user_name)
+        return dict(found) if found is not None else None
+
+    def _read_user_index(self) -> _UserIndex:
+        logger.info("%s: reading the users once, to match userName case-insensitively", self.name)
+        try:
+            return _UserIndex.of(list(self.list_resources("Users")))
+        except ScimIncompleteReadError as exc:
+            logger.warning(
+                "%s: the users cannot be read completely (%s): a login in another case "
+                "cannot be found",
+                self.name,
+                exc.reason,
+            )
+            return _UserIndex(readable=False)
 
     def find_group(self, display_name: str) -> dict[str, Any] | None:
         if self.capabilities.filter:
@@ -368,23 +651,12 @@ class ScimTarget:
     def _filtered(
         self, endpoint: str, attr: str, value: str, *, attributes: str | None = None
     ) -> list[dict[str, Any]]:
-        """The first page of ``GET /{endpoint}?filter=attr eq "value"`` (the value escaped
-        as a SCIM filter string: backslashes and quotes)."""
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        params = {"filter": f'{attr} eq "{escaped}"'}
+        """Every resource of ``GET /{endpoint}?filter=attr eq "value"``, in pages (the
+        value escaped as a SCIM filter string)."""
+        params = {"filter": f"{attr} eq {_quoted(value)}"}
         if attributes:
             params["attributes"] = attributes
-        page = (
-            self._request(
-                f"GET /{endpoint}?filter={attr}",
-                "GET",
-                f"/{endpoint}",
-                params=params,
-                expected=(200,),
-            )
-            or {}
-        )
-        return list(page.get("Resources") or [])
+        return list(self._read_all(endpoint, f"GET /{endpoint}?filter={attr}", params))
 
     def get(self, endpoint: str, scim_id: str) -> dict[str, Any]:
         return (
@@ -426,3 +698,36 @@ class ScimTarget:
         self._request(
             f"DELETE /{endpoint}/{scim_id}", "DELETE", f"/{endpoint}/{scim_id}", expected=(204, 200)
         )
+
+
+def open_client(
+    target_config: TargetConfig, *, transport: httpx2.BaseTransport | None = None
+) -> ScimTarget:
+    """A :class:`ScimTarget` from a target's configuration, credentials resolved now, its
+    capabilities discovered; its concurrency and rate limit are the configuration's."""
+    auth = target_config.auth
+    headers: dict[str, str] = {}
+    http_auth: httpx2.Auth | None = None
+    if auth.type == "bearer":
+        headers["Authorization"] = f"Bearer {auth.token.resolve()}"
+    elif auth.type == "basic":
+        http_auth = httpx2.BasicAuth(auth.username, auth.password.resolve())
+    else:
+        http_auth = OAuth2ClientCredentials(
+            str(auth.token_url), auth.client_id, auth.client_secret.resolve(), auth.scope
+        )
+    client = ScimTarget(
+        target_config.name,
+        str(target_config.base_url),
+        auth=http_auth,
+        headers=headers,
+        max_connections=target_config.concurrency,
+        transport=transport,
+        requests_per_second=target_config.requests_per_second,
+    )
+    try:
+        client.discover()
+    except BaseException:
+        client.close()
+        raise
+    return client
