@@ -30,7 +30,7 @@ PRELOAD = (
     "scimflow.scim.mapping",
     "scimflow.scim.plan",
     "scimflow.scim.apply",
-    "scimflow.scim.sync",
+    "scimflow.scim.reconcile",
     "scimflow.state.store",
     "scimflow.stream.batch",
     "scimflow.stream.kafka",

@@ -6,16 +6,21 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from scimflow.errors import ServiceError
+from scimflow.errors import ScimflowError, ServiceError
 from scimflow.services import ServicesSettings, Stack
 from scimflow.state.cli import audit_app, db_app
+
+if TYPE_CHECKING:
+    from scimflow.scim.report import TargetReport
 
 app = typer.Typer(help="Keep SCIM 2.0 applications equal to Okta.", no_args_is_help=True)
 services_app = typer.Typer(
@@ -237,19 +242,15 @@ def _print_target_summaries(summaries: list[dict[str, Any]], report_path: str | 
     ):
         table.add_column(col)
     for s in summaries:
-        applied = s.get("applied", {})
-
-        def n(*actions: str, applied: dict[str, int] = applied) -> str:
-            return str(sum(v for k, v in applied.items() if k.split(":")[0] in actions))
-
+        rows = s["rows"]
         table.add_row(
             s["target"],
-            n("create"),
-            n("update"),
-            n("deactivate", "delete"),
-            n("link"),
-            n("group_create", "group_update", "group_delete", "members_add", "members_remove"),
-            str(s.get("parked", 0)),
+            str(rows["created"]),
+            str(rows["updated"]),
+            str(rows["deactivated"] + rows["deleted"]),
+            str(rows["linked"]),
+            str(rows["groups"] + rows["members"]),
+            str(rows["parked"]),
             str(s.get("seconds")),
         )
     console.print(table)
@@ -441,7 +442,7 @@ def stream_once(
         table.add_row(
             t["target"],
             str(t["writes"]),
-            str(t["parked"]),
+            ", ".join(f"{k} {n}" for k, n in sorted(t["parked"].items())) or "0",
             "yes" if t.get("unavailable") else "no",
             str(t["seconds"]),
         )
@@ -458,132 +459,123 @@ def sync(
         bool, typer.Option("--dry-run", help="Print the plan, write nothing.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Override the deletion guard.")] = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the snapshot and its data-quality report here (default: a temporary "
+            "folder, removed at the end: the snapshot holds personal data)."
+        ),
+    ] = None,
 ) -> None:
-    """One full reconcile from Okta to the targets, without Airflow (the code the DAGs run)."""
+    """One full reconcile from Okta to the targets, without Airflow: the okta_resync DAG's
+    stages (export, great-expectations validation, one reconcile per target)."""
+    import tempfile
     import uuid
     from concurrent.futures import ThreadPoolExecutor
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from scimflow.errors import ScimflowError
-    from scimflow.okta.source import OktaExport, OktaSettings, OktaSource
-    from scimflow.scim.config import load_config
-    from scimflow.scim.sync import TargetReport, sync_target
-    from scimflow.state.store import StateStore
-
-    try:
-        cfg = load_config(config)
-    except ScimflowError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from exc
-    chosen = [t for t in cfg.targets if not targets or t.name in targets]
-    unknown = set(targets or []) - {t.name for t in cfg.targets}
-    if unknown:
-        raise typer.BadParameter(f"no target named {', '.join(sorted(unknown))} in {config}")
-    run_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    store = StateStore(cfg.state.resolved_url())
-    store.migrate()
-    okta = OktaSettings(org_url=str(cfg.okta.org_url), token=cfg.okta.token.resolve())
-
-    async def export() -> OktaExport:
-        async with OktaSource(okta) as source:
-            return await source.export()
-
-    with console.status("exporting Okta ..."):
-        data = asyncio.run(export())
-    console.print(
-        f"Okta: {len(data.users)} users, {len(data.groups)} groups, "
-        f"{len(data.memberships)} memberships ({data.requests} requests, {data.seconds:.1f} s)"
+    from scimflow.resync import (
+        export_snapshot,
+        reconcile_snapshot,
+        snapshot_dir,
+        target_config_of,
+        validate_snapshot,
     )
-    reports: dict[str, TargetReport | Exception] = {}
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
-    ) as progress:
-        tasks = {t.name: progress.add_task(f"{t.name}: starting", total=None) for t in chosen}
+    from scimflow.scim.config import load_config
 
-        def one(target):  # type: ignore[no-untyped-def]
-            def say(msg: str) -> None:
-                progress.update(tasks[target.name], description=msg)
+    cfg = load_config(config)
+    chosen = [target_config_of(cfg, name) for name in targets] if targets else list(cfg.targets)
+    run_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory(prefix="scimflow-sync-") as scratch:
+        snapshot = snapshot_dir(str(data_dir), run_id) if data_dir else Path(scratch)
+        with console.status("exporting Okta ..."):
+            exported = export_snapshot(cfg, snapshot)
+        console.print(
+            f"Okta: {exported['users']} users, {exported['groups']} groups, "
+            f"{exported['memberships']} memberships ({exported['requests']} requests, "
+            f"{exported['seconds']} s)"
+        )
+        with console.status("validating (great-expectations) ..."):
+            quality = validate_snapshot(snapshot)
+        console.print(
+            f"data quality: {quality['quarantined_users']} users and "
+            f"{quality['quarantined_groups']} groups quarantined"
+            + (f"; report: {quality['report']}" if data_dir else "")
+        )
+        reports: dict[str, TargetReport | Exception] = {}
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+        ) as progress:
+            tasks = {t.name: progress.add_task(f"{t.name}: starting", total=None) for t in chosen}
 
-            try:
-                reports[target.name] = sync_target(
-                    target,
-                    data.users,
-                    data.groups,
-                    data.memberships,
-                    store,
-                    run_id=run_id,
-                    cause=f"sync:{run_id}",
-                    dry_run=dry_run,
-                    force=force,
-                    on_progress=say,
-                )
-                say(f"{target.name}: done")
-            except ScimflowError as exc:
-                reports[target.name] = exc
-                say(f"{target.name}: [red]failed[/]")
+            def one(name: str) -> None:
+                def say(msg: str) -> None:
+                    progress.update(tasks[name], description=msg)
 
-        with ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
-            list(pool.map(one, chosen))
+                try:
+                    reports[name] = reconcile_snapshot(
+                        cfg,
+                        name,
+                        snapshot,
+                        run_id=run_id,
+                        cause=f"sync:{run_id}",
+                        dry_run=dry_run,
+                        force=force,
+                        on_progress=say,
+                    )
+                    say(f"{name}: done")
+                except ScimflowError as exc:
+                    reports[name] = exc
+                    say(f"{name}: [red]failed[/]")
+
+            with ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
+                list(pool.map(one, [t.name for t in chosen]))
     _print_reports(reports, dry_run)
     if any(isinstance(r, Exception) or r.failed for r in reports.values()):
         raise typer.Exit(1)
 
 
-def _print_reports(reports, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
+REPORT_COLUMNS = (
+    "created",
+    "linked",
+    "updated",
+    "deactivated",
+    "deleted",
+    "groups",
+    "members",
+    "parked",
+    "failed",
+)
+
+
+def _print_reports(reports: Mapping[str, TargetReport | Exception], dry_run: bool) -> None:
     title = "plan (dry run: nothing written)" if dry_run else "sync"
     table = Table(title=title)
-    for col in (
-        "target",
-        "created",
-        "linked",
-        "updated",
-        "deactivated",
-        "deleted",
-        "groups",
-        "members",
-        "parked",
-        "failed",
-        "seconds",
-    ):
+    for col in ("target", *REPORT_COLUMNS, "seconds"):
         table.add_column(col)
     for name, report in sorted(reports.items()):
         if isinstance(report, Exception):
-            table.add_row(name, *["-"] * 9, f"[red]{report}[/]")
+            table.add_row(
+                name, *["-"] * (len(REPORT_COLUMNS) - 1), f"[red]{escape(str(report))}[/]"
+            )
             continue
-        counts = report.planned if dry_run else report.applied
-
-        def n(*actions: str, counts: dict[str, int] = counts) -> str:
-            total = 0
-            for key, value in counts.items():
-                action, _, result = key.partition(":")
-                if action in actions and result in ("", "applied", "linked"):
-                    total += value
-            return str(total)
-
-        table.add_row(
-            name,
-            n("create"),
-            n("link"),
-            n("update"),
-            n("deactivate"),
-            n("delete"),
-            n("group_create", "group_update", "group_delete", "group_link"),
-            n("members_add", "members_remove"),
-            str(len(report.parked) + len(report.rejected)),
-            str(len(report.failed)),
-            f"{report.seconds:.1f}",
-        )
+        rows = report.rows()
+        table.add_row(name, *(str(rows[c]) for c in REPORT_COLUMNS), f"{report.seconds:.1f}")
     console.print(table)
-    if dry_run:
-        for name, report in sorted(reports.items()):
-            if isinstance(report, Exception):
-                continue
-            for plan in report.plans:
-                for op in plan.operations[:50]:
-                    console.print(f"  {name}: {op.action} {op.kind} {op.okta_id} {op.reason}")
-                if len(plan.operations) > 50:
-                    console.print(f"  {name}: ... {len(plan.operations) - 50} more")
+    for name, report in sorted(reports.items()):
+        if isinstance(report, Exception):
+            continue
+        if report.parked:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.parked.items()))
+            console.print(f"  {name}: parked {kinds}")
+        if not dry_run:
+            continue
+        for plan in report.plans:
+            for op in plan.operations[:50]:
+                console.print(f"  {name}: {op.action} {op.kind} {op.okta_id} {op.reason}")
+            if len(plan.operations) > 50:
+                console.print(f"  {name}: ... {len(plan.operations) - 50} more")
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "ScimflowError",
     "ServiceError",
     "StateStoreError",
+    "TargetUnavailableError",
 ]
 
 
@@ -175,3 +176,17 @@ class ConfigError(ScimflowError):
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+
+
+class TargetUnavailableError(ScimflowError):
+    """A target could not be reached: transient failures outlasted the client's retries.
+
+    The only error a stream batch parks its records for (kind ``unavailable``); every
+    other error fails the task. ``report`` is what was done before, when anything was.
+    """
+
+    def __init__(self, target: str, reason: str, *, report: object = None) -> None:
+        super().__init__(f"{target}: unavailable: {reason}")
+        self.target = target
+        self.reason = reason
+        self.report = report

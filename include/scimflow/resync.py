@@ -8,28 +8,29 @@ XCom; what they return is small and holds no personal data (counts, paths, ids).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from scimflow.errors import ConfigError, ScimflowError
 
-from scimflow.errors import ScimflowError
+if TYPE_CHECKING:
+    from scimflow.scim.config import ScimflowConfig, TargetConfig
+    from scimflow.scim.report import TargetReport
 
 __all__ = [
     "drift_report",
     "export_snapshot",
     "load_config",
+    "reconcile_snapshot",
     "sync_from_snapshot",
+    "target_config_of",
     "validate_snapshot",
 ]
 
-QUARANTINE = "quarantine.json"
 
-
-def load_config(path: str | None = None) -> Any:
+def load_config(path: str | None = None) -> ScimflowConfig:
     """The configuration at ``path``, or at ``SCIMFLOW_CONFIG`` (read at run time, not parse)."""
     from scimflow.scim.config import load_config as load
 
@@ -49,7 +50,7 @@ def snapshot_dir(base: str | None, run_id: str) -> Path:
     return root / "snapshots" / safe
 
 
-def export_snapshot(config: Any, out: Path) -> dict[str, Any]:
+def export_snapshot(config: ScimflowConfig, out: Path) -> dict[str, Any]:
     """Export Okta (users, groups, memberships) into ``out`` as Parquet."""
     from scimflow.okta.source import OktaExport, OktaSettings, OktaSource
 
@@ -74,34 +75,39 @@ def export_snapshot(config: Any, out: Path) -> dict[str, Any]:
     }
 
 
-def _frames(snapshot: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    return (
-        pd.read_parquet(snapshot / "users.parquet"),
-        pd.read_parquet(snapshot / "groups.parquet"),
-        pd.read_parquet(snapshot / "memberships.parquet"),
-    )
-
-
 def validate_snapshot(snapshot: Path, *, max_failed_share: float = 0.05) -> dict[str, Any]:
     """Validate the snapshot; write the quarantine list and the report beside it."""
     from scimflow.quality import validate_export
+    from scimflow.scim.desired import OktaFrames, Quarantine
 
-    users, groups, memberships = _frames(snapshot)
+    frames = OktaFrames.read(snapshot)
     report = snapshot / "data-quality.md"
     result = validate_export(
-        users, groups, memberships, max_failed_share=max_failed_share, report=report
+        frames.users,
+        frames.groups,
+        frames.memberships,
+        max_failed_share=max_failed_share,
+        report=report,
     )
-    (snapshot / QUARANTINE).write_text(
-        json.dumps(
-            {"users": result.quarantined_users, "groups": result.quarantined_groups}, sort_keys=True
-        ),
-        encoding="utf-8",
-    )
+    Quarantine(result.quarantined_users, result.quarantined_groups).write(snapshot)
     return {**result.summary(), "report": str(report)}
 
 
+def target_config_of(config: ScimflowConfig, target_name: str) -> TargetConfig:
+    """The target called ``target_name``: a configuration error naming it if none is."""
+    try:
+        return config.target(target_name)
+    except KeyError:
+        raise ConfigError(
+            "configuration",
+            f"no target named {target_name!r} (targets: "
+            + ", ".join(t.name for t in config.targets)
+            + ")",
+        ) from None
+
+
 def sync_from_snapshot(
-    config: Any,
+    config: ScimflowConfig,
     target_name: str,
     snapshot: Path,
     *,
@@ -109,70 +115,45 @@ def sync_from_snapshot(
     dry_run: bool = False,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Reconcile one target from a validated snapshot; quarantined records are parked."""
-    from scimflow.scim.sync import sync_target
-    from scimflow.state.store import StateStore
+    """Reconcile one target with a validated snapshot (scope Full): the report as XCom."""
+    return reconcile_snapshot(
+        config, target_name, snapshot, run_id=run_id, dry_run=dry_run, force=force
+    ).to_xcom()
 
-    targets = {t.name: t for t in config.targets}
-    if target_name not in targets:
-        raise ScimflowError(f"no target named {target_name!r} in the configuration")
-    target = targets[target_name]
-    users, groups, memberships = _frames(snapshot)
-    quarantine = json.loads((snapshot / QUARANTINE).read_text(encoding="utf-8"))
-    bad_users, bad_groups = set(quarantine["users"]), set(quarantine["groups"])
-    users = users[~users["id"].isin(bad_users)]
-    groups = groups[~groups["id"].isin(bad_groups)]
-    # a quarantined user keeps its memberships (held below: left as it is, not removed)
-    memberships = memberships[
-        memberships["user_id"].isin(set(users["id"]) | bad_users)
-        & memberships["group_id"].isin(set(groups["id"]))
-    ]
-    store = StateStore(config.state.resolved_url())
-    try:
-        store.migrate()
-        if not dry_run:
-            for okta_id, reasons in quarantine["users"].items():
-                if not okta_id.startswith("row:"):
-                    store.park(
-                        target_name, "User", okta_id, "validation: " + "; ".join(reasons), None
-                    )
-        t0 = time.monotonic()
-        report = sync_target(
-            target,
-            users,
-            groups,
-            memberships,
+
+def reconcile_snapshot(
+    config: ScimflowConfig,
+    target_name: str,
+    snapshot: Path,
+    *,
+    run_id: str,
+    cause: str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    on_progress: Callable[[str], None] | None = None,
+) -> TargetReport:
+    """:func:`~scimflow.scim.reconcile.reconcile` of one target, scope Full, with the
+    desired state mapped from the snapshot (while the target's users are read)."""
+    from scimflow.runtime import connect, open_store
+    from scimflow.scim.desired import OktaFrames, Quarantine, build_desired
+    from scimflow.scim.reconcile import Full, reconcile
+
+    target_config = target_config_of(config, target_name)
+    frames = OktaFrames.read(snapshot)
+    quarantine = Quarantine.read(snapshot)
+    with open_store(config) as store, connect(target_config) as client:
+        return reconcile(
+            target_config,
+            lambda: build_desired(target_config, frames, quarantine),
             store,
+            client,
+            scope=Full(),
             run_id=run_id,
-            cause=f"resync:{run_id}",
+            cause=cause or f"resync:{run_id}",
             dry_run=dry_run,
             force=force,
-            # quarantined records are parked, their resources left as they are
-            hold={i for i in bad_users | bad_groups if not i.startswith("row:")},
+            on_progress=on_progress,
         )
-    finally:
-        store.close()
-    summary = {
-        "target": target_name,
-        "dry_run": dry_run,
-        "planned": report.planned,
-        "applied": report.applied,
-        "writes": report.writes,
-        "parked": len(report.parked) + len(report.rejected) + (0 if dry_run else len(bad_users)),
-        "failed": len(report.failed),
-        "seconds": round(time.monotonic() - t0, 2),
-        "plan": [
-            f"{op.action} {op.kind} {op.okta_id} {op.reason}".strip()
-            for p in report.plans
-            for op in p.operations
-        ][:200],
-    }
-    if report.failed:
-        raise ScimflowError(
-            f"{target_name}: {len(report.failed)} operations still failing after retries "
-            f"(first: {report.failed[0][1]}); applied so far is saved, the task retry resumes"
-        )
-    return summary
 
 
 def drift_report(
@@ -188,14 +169,23 @@ def drift_report(
         "",
     ]
     lines += [
-        "| target | mode | operations | writes | parked | failed | seconds |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "| target | mode | operations | writes | parked | released | failed | seconds |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: |",
     ]
-    for s in sorted(summaries, key=lambda x: x["target"]):
-        counts = s["planned"] if s["dry_run"] else s["applied"]
-        ops = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to do"
+    for s in sorted(summaries, key=lambda x: str(x["target"])):
+        ops = ", ".join(f"{k} {v}" for k, v in s["rows"].items() if v) or "nothing to do"
         mode = "dry run" if s["dry_run"] else "applied"
-        cells = [s["target"], mode, ops, s["writes"], s["parked"], s["failed"], s["seconds"]]
+        parked = ", ".join(f"{k} {v}" for k, v in sorted(s["parked"].items())) or "0"
+        cells = [
+            s["target"],
+            mode,
+            ops,
+            s["writes"],
+            parked,
+            s["released"],
+            s["failed"],
+            s["seconds"],
+        ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")

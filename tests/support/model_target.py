@@ -1,15 +1,19 @@
 """An in-memory SCIM target with the interface of ``ScimTarget``, and an in-memory state
-store: the model that property tests apply plans to. Failures can be injected before or
-after a write takes effect (the nastiest case: written, but the client saw an error)."""
+store: the model that property tests apply plans to. They satisfy the engine's
+``TargetClient`` and ``Store`` protocols (mypy checks it below). Failures can be
+injected before or after a write takes effect (the nastiest case: written, but the
+client saw an error); like the real client, the model retries them itself (its one
+retry layer) up to ``max_attempts`` before the error reaches the engine."""
 
 from __future__ import annotations
 
 import copy
 import itertools
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from scimflow.errors import (
     ScimConflictError,
@@ -19,6 +23,12 @@ from scimflow.errors import (
 )
 from scimflow.scim.client import Capabilities
 from scimflow.scim.plan import ENTERPRISE
+from scimflow.state.store import AuditEntry, Parked, ParkKind
+
+if TYPE_CHECKING:
+    from scimflow.scim.protocols import Store, TargetClient
+
+T = TypeVar("T")
 
 _ids = itertools.count(1)
 
@@ -32,8 +42,11 @@ class ModelTarget:
         fail_rate: float = 0.0,
         seed: int = 0,
         reject_user_names: Iterable[str] = (),
+        max_attempts: int = 6,
     ) -> None:
         self.name = name
+        self.max_attempts = max_attempts
+        self.attempts = 0
         self.capabilities = Capabilities(
             patch=patch, bulk=False, filter=True, etag=False, max_results=100
         )
@@ -53,12 +66,20 @@ class ModelTarget:
                 self.name, what, "injected 503 " + ("after" if after else "before"), status=503
             )
 
-    def _write(self, what: str, fn: Any) -> Any:
-        self._maybe_fail(what, after=False)
-        result = fn()
-        self.writes += 1
-        self._maybe_fail(what, after=True)
-        return result
+    def _write(self, what: str, fn: Callable[[], T]) -> T:
+        """One write, retried on an injected transient failure like the real client."""
+        for attempt in range(1, self.max_attempts + 1):
+            self.attempts += 1
+            try:
+                self._maybe_fail(what, after=False)
+                result = fn()
+                self.writes += 1
+                self._maybe_fail(what, after=True)
+                return result
+            except ScimTransientError:
+                if attempt == self.max_attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     # -- reads ------------------------------------------------------------------------------
     def list_resources(
@@ -82,6 +103,21 @@ class ModelTarget:
             if user_name and str(r.get("userName", "")).lower() == user_name.lower():
                 return copy.deepcopy(r)
         return None
+
+    def lookup_users(self, keys: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for external_id, user_name in keys:
+            hit = self.find_user(external_id or None, user_name or None)
+            if hit is not None:
+                found[str(hit["id"])] = hit
+        return list(found.values())
+
+    def groups_with_member(self, scim_id: str) -> list[str]:
+        return [
+            gid
+            for gid, g in self.resources["Groups"].items()
+            if any(m.get("value") == scim_id for m in g.get("members") or [])
+        ]
 
     def find_group(self, display_name: str) -> dict[str, Any] | None:
         return next(
@@ -121,7 +157,7 @@ class ModelTarget:
             self.resources[endpoint][scim_id] = {**copy.deepcopy(payload), "id": scim_id}
             return {"id": scim_id}
 
-        return self._write(f"POST /{endpoint}", do)  # type: ignore[no-any-return]
+        return self._write(f"POST /{endpoint}", do)
 
     def replace(self, endpoint: str, scim_id: str, payload: dict[str, Any]) -> None:
         def do() -> None:
@@ -179,7 +215,8 @@ class MemoryStore:
 
     data: dict[tuple[str, str], dict[str, MemoryLink]] = field(default_factory=dict)
     parked_rows: dict[tuple[str, str, str], str] = field(default_factory=dict)
-    audit_rows: list[Any] = field(default_factory=list)
+    parked_kinds: dict[tuple[str, str, str], ParkKind] = field(default_factory=dict)
+    audit_rows: list[AuditEntry] = field(default_factory=list)
 
     def links(self, target: str, kind: str) -> dict[str, MemoryLink]:
         return dict(self.data.get((target, kind), {}))
@@ -199,15 +236,47 @@ class MemoryStore:
             self.data.get((target, kind), {}).pop(okta_id, None)
 
     def park(
-        self, target: str, kind: str, okta_id: str, reason: str, payload: dict[str, Any] | None
+        self,
+        target: str,
+        kind: str,
+        okta_id: str,
+        reason: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        park_kind: ParkKind,
     ) -> None:
         self.parked_rows[(target, kind, okta_id)] = reason
+        self.parked_kinds[(target, kind, okta_id)] = ParkKind(park_kind)
 
     def unpark(self, target: str, kind: str, okta_ids: Iterable[str]) -> None:
         for okta_id in okta_ids:
             self.parked_rows.pop((target, kind, okta_id), None)
+            self.parked_kinds.pop((target, kind, okta_id), None)
 
-    def append_audit(self, entries: Any) -> list[int]:
+    def parked(
+        self,
+        target: str | None = None,
+        *,
+        park_kinds: Iterable[ParkKind] | None = None,
+        oldest_first: bool = False,
+        limit: int | None = None,
+    ) -> list[Parked]:
+        kinds = None if park_kinds is None else set(park_kinds)
+        now = datetime.now(UTC)
+        out = [
+            Parked(t, k, o, self.parked_kinds[(t, k, o)], reason, 1, now, now, None)
+            for (t, k, o), reason in sorted(self.parked_rows.items())
+            if (target is None or t == target)
+            and (kinds is None or self.parked_kinds[(t, k, o)] in kinds)
+        ]
+        return out[:limit] if limit is not None else out
+
+    def append_audit(self, entries: Sequence[AuditEntry]) -> list[int]:
         start = len(self.audit_rows)
         self.audit_rows.extend(entries)
         return list(range(start + 1, len(self.audit_rows) + 1))
+
+
+if TYPE_CHECKING:  # the doubles satisfy the engine's seams
+    _client: TargetClient = ModelTarget()
+    _store: Store = MemoryStore()

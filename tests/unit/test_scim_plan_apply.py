@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scimflow.errors import ScimTransientError
+from scimflow.errors import ScimTransientError, TargetUnavailableError
 from scimflow.okta.source import groups_frame, memberships_frame, users_frame
 from scimflow.scim.apply import Executor
 from scimflow.scim.config import TargetConfig
+from scimflow.scim.desired import OktaFrames, Quarantine, build_desired
 from scimflow.scim.plan import (
     ENTERPRISE,
     LinksView,
@@ -24,7 +25,7 @@ from scimflow.scim.plan import (
     user_changes,
     with_manager,
 )
-from scimflow.scim.sync import apply_user_plan, sync_target
+from scimflow.scim.reconcile import Full, apply_user_plan, reconcile
 
 from tests.support.desired import DEPTS, TITLES, Desired, DesiredGroup, desired_user
 from tests.support.model_target import MemoryStore, ModelTarget
@@ -59,8 +60,6 @@ def converge(
             run_id="test",
             cause="test",
             concurrency=3,
-            max_attempts=6,
-            sleep=lambda _s: None,
         ).apply(plan)
     return plans
 
@@ -165,7 +164,7 @@ def test_a_409_links_the_existing_user_instead_of_duplicating() -> None:
     # the plan sees no actual state (stream mode), so it plans a create that meets a 409
     plan = plan_users("model", {d.okta_id: d}, {}, None)
     assert [op.action for op in plan.operations] == ["create"]
-    result = Executor(target, store, run_id="r", cause="c", sleep=lambda _s: None).apply(plan)
+    result = Executor(target, store, run_id="r", cause="c").apply(plan)
     assert result.counts == Counter({"create:linked": 1})
     assert store.links("model", "User")["00u1"].scim_id == existing
     assert len(target.resources["Users"]) == 1
@@ -233,7 +232,7 @@ def test_groups_are_created_renamed_and_their_members_follow() -> None:
             store.links("model", "User"),
             list(target.list_resources("Groups")),
         )
-        Executor(target, store, run_id="r", cause="c", sleep=lambda _s: None).apply(
+        Executor(target, store, run_id="r", cause="c").apply(
             plan, user_links=store.links("model", "User")
         )
         return plan
@@ -316,9 +315,7 @@ def sync_users(target: ModelTarget, store: MemoryStore, desired: dict[str, Desir
         list(target.list_resources("Users")),
         use_patch=target.capabilities.patch,
     )
-    executor = Executor(
-        target, store, run_id="test", cause="test", concurrency=1, sleep=lambda _s: None
-    )
+    executor = Executor(target, store, run_id="test", cause="test", concurrency=1)
     result = apply_user_plan(
         executor,
         plan,
@@ -542,12 +539,11 @@ def test_sync_target_writes_each_user_once_on_a_first_run() -> None:
     members = memberships_frame([{"group_id": "00g1", "user_id": r["id"]} for r in rows])
     config = model_config()
     target, store = ModelTarget(), MemoryStore()
-    report = sync_target(
-        config, users, groups, members, store, run_id="r", cause="c", target=target
-    )  # type: ignore[arg-type]
-    assert report.rejected == {} and report.failed == [], (report.rejected, report.failed)
+    desired = build_desired(config, OktaFrames(users, groups, members), Quarantine())
+    report = reconcile(config, desired, store, target, scope=Full(), run_id="r", cause="c")
+    assert report.parked == {} and report.failed == [], (report.parked, report.failed)
     assert report.planned == {"create": 30, "group_create": 1}
-    assert report.applied == {"create:applied": 30, "group_create:applied": 1}
+    assert report.results == {"create:applied": 30, "group_create:applied": 1}
     assert target.writes == 31  # the group's members in its POST
     links = store.links("model", "User")
     for row in rows:
@@ -556,10 +552,8 @@ def test_sync_target_writes_each_user_once_on_a_first_run() -> None:
         assert (resource.get(ENTERPRISE) or {}).get("manager") == (
             {"value": links[boss].scim_id} if boss else None
         )
-    again = sync_target(
-        config, users, groups, members, store, run_id="r2", cause="c", target=target
-    )  # type: ignore[arg-type]
-    assert again.applied == {} and target.writes == 31
+    again = reconcile(config, desired, store, target, scope=Full(), run_id="r2", cause="c")
+    assert again.results == {} and target.writes == 31
 
 
 def test_the_managed_view_of_a_target_user_plans_the_same_as_the_whole_resource() -> None:
@@ -588,17 +582,10 @@ def test_a_target_that_cannot_be_read_fails_the_sync_and_writes_nothing() -> Non
 
     rows = okta_rows(5)
     target, store = Unreadable(), MemoryStore()
-    with pytest.raises(ScimTransientError):
-        sync_target(
-            model_config(),
-            users_frame(rows),
-            groups_frame([]),
-            memberships_frame([]),
-            store,
-            run_id="r",
-            cause="c",
-            target=target,  # type: ignore[arg-type]
-        )
+    frames = OktaFrames(users_frame(rows), groups_frame([]), memberships_frame([]))
+    desired = build_desired(model_config(), frames, Quarantine())
+    with pytest.raises(TargetUnavailableError, match="HTTP 503"):
+        reconcile(model_config(), desired, store, target, scope=Full(), run_id="r", cause="c")
     assert target.writes == 0 and store.audit_rows == []
 
 
@@ -643,9 +630,7 @@ def test_a_large_new_group_gets_its_first_members_in_its_post_then_large_adds(
         ("members_add", 5),
     ]
     writes = target.writes
-    Executor(target, store, run_id="r", cause="c", sleep=lambda _s: None).apply(
-        plan, user_links=links
-    )
+    Executor(target, store, run_id="r", cause="c").apply(plan, user_links=links)
     assert target.writes - writes == 3
     (group,) = target.list_resources("Groups")
     assert {m["value"] for m in group["members"]} == {link.scim_id for link in links.values()}
@@ -660,9 +645,7 @@ def test_a_group_create_meeting_a_409_links_it_and_adds_the_members_of_the_post(
     groups = {"00g1": DesiredGroup("00g1", "Sales", frozenset(desired))}
     plan = plan_groups("model", groups, {}, links, [])  # stream mode: no actual state
     assert [op.action for op in plan.operations] == ["group_create"]
-    result = Executor(target, store, run_id="r", cause="c", sleep=lambda _s: None).apply(
-        plan, user_links=links
-    )
+    result = Executor(target, store, run_id="r", cause="c").apply(plan, user_links=links)
     assert result.counts == {"group_create:linked": 1}
     (group,) = target.list_resources("Groups")
     assert {m["value"] for m in group["members"]} == {link.scim_id for link in links.values()}
@@ -680,7 +663,7 @@ def test_a_user_rehired_under_a_new_okta_id_takes_over_the_old_account(mode: str
     old = desired.pop("00u1")
     payload = {**old.payload, "externalId": "00u9", "title": "Rehired"}
     desired["00u9"] = Desired("00u9", payload, fingerprint(payload), True)
-    executor = Executor(target, store, run_id="r", cause="c", sleep=lambda _s: None)
+    executor = Executor(target, store, run_id="r", cause="c")
     if mode == "resync":
         plan = plan_users(
             "model", desired, store.links("model", "User"), target.list_resources("Users")

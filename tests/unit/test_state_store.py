@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from scimflow.errors import StateStoreError
 from scimflow.state import AuditEntry, StateStore
 from scimflow.state.cli import audit_app, db_app
-from scimflow.state.store import GENESIS_HASH, canonical_json
+from scimflow.state.store import GENESIS_HASH, ParkKind, canonical_json
 from typer.testing import CliRunner
 
 
@@ -90,7 +90,7 @@ def test_migrate_twice_creates_the_tables_once(db: Path) -> None:
         "scimflow_seen_events",
         "scimflow_alembic_version",
     }
-    assert _query(db, "SELECT version_num FROM scimflow_alembic_version") == [("0002",)]
+    assert _query(db, "SELECT version_num FROM scimflow_alembic_version") == [("0003",)]
 
 
 def test_seen_events_are_remembered_once_and_pruned(store: StateStore) -> None:
@@ -201,20 +201,27 @@ def test_an_unknown_kind_is_refused(store: StateStore) -> None:
     with pytest.raises(ValueError, match="kind"):
         store.save_links("app-a", "user", [("00u1", "s1", None)])
     with pytest.raises(ValueError, match="kind"):
-        store.park("app-a", "Users", "00u1", "x", None)
+        store.park("app-a", "Users", "00u1", "x", None, park_kind=ParkKind.TARGET_ERROR)
 
 
 # -- parked records -----------------------------------------------------------------------
 
 
 def test_park_counts_attempts_and_keeps_the_first_time(store: StateStore) -> None:
-    store.park("app-a", "User", "00u1", "400: bad email", {"userName": "x"})
-    store.park("app-b", "Group", "00g1", "400: bad name", None)
+    store.park(
+        "app-a",
+        "User",
+        "00u1",
+        "400: bad email",
+        {"userName": "x"},
+        park_kind=ParkKind.TARGET_ERROR,
+    )
+    store.park("app-b", "Group", "00g1", "validation: name", None, park_kind=ParkKind.QUARANTINED)
     (first,) = store.parked("app-a")
     assert (first.attempts, first.reason, first.payload) == (1, "400: bad email", {"userName": "x"})
     assert first.first_parked_at == first.last_parked_at
 
-    store.park("app-a", "User", "00u1", "400: still bad", None)
+    store.park("app-a", "User", "00u1", "400: still bad", None, park_kind=ParkKind.TARGET_ERROR)
     (again,) = store.parked("app-a")
     assert again.attempts == 2
     assert again.reason == "400: still bad"
@@ -229,6 +236,60 @@ def test_park_counts_attempts_and_keeps_the_first_time(store: StateStore) -> Non
     store.unpark("app-a", "User", ["00u1"])
     assert store.parked("app-a") == []
     assert [p.okta_id for p in store.parked()] == ["00g1"]
+
+
+def test_parked_records_keep_their_kind_and_are_read_by_kind(store: StateStore) -> None:
+    store.park("app-a", "User", "00u1", "HTTP 400", None, park_kind=ParkKind.TARGET_ERROR)
+    store.park("app-a", "User", "00u2", "down", None, park_kind=ParkKind.UNAVAILABLE)
+    store.park("app-a", "Group", "00g1", "down", None, park_kind=ParkKind.UNAVAILABLE)
+    assert {p.okta_id: p.park_kind for p in store.parked()} == {
+        "00u1": ParkKind.TARGET_ERROR,
+        "00u2": ParkKind.UNAVAILABLE,
+        "00g1": ParkKind.UNAVAILABLE,
+    }
+    unavailable = store.parked(park_kinds=[ParkKind.UNAVAILABLE], oldest_first=True, limit=1)
+    assert [p.okta_id for p in unavailable] == ["00u2"]  # the oldest first
+    # parked again for another reason: the kind follows
+    store.park("app-a", "User", "00u2", "guard", None, park_kind=ParkKind.GUARD)
+    assert [p.okta_id for p in store.parked(park_kinds=[ParkKind.UNAVAILABLE])] == ["00g1"]
+    with pytest.raises(ValueError, match="not a valid ParkKind"):
+        store.park("app-a", "User", "00u3", "x", None, park_kind="nonsense")  # type: ignore[arg-type]
+
+
+def test_the_migration_gives_rows_parked_before_it_the_kind_their_reason_meant(db: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from scimflow.state.store import MIGRATIONS
+
+    with StateStore(_url(db)) as s:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with s.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0002")
+    reasons = {
+        "00u1": "validation: email: not an email",
+        "00u2": "mapping: userName: missing",
+        "00u3": "deletion guard: a batch would deprovision 5 of the 20 linked users",
+        "00u4": "target unavailable: app-a: HTTP 503",
+        "00u5": "HTTP 400: invalidValue",
+    }
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO scimflow_parked VALUES ('app-a', 'User', ?, ?, 1, "
+            "'2026-11-01 00:00:00', '2026-11-01 00:00:00', NULL)",
+            list(reasons.items()),
+        )
+    with StateStore(_url(db)) as s:
+        s.migrate()
+        assert {p.okta_id: p.park_kind.value for p in s.parked()} == {
+            "00u1": "quarantined",
+            "00u2": "rejected",
+            "00u3": "guard",
+            "00u4": "unavailable",
+            "00u5": "target-error",
+        }
+        assert {p.okta_id: p.reason for p in s.parked()} == reasons
 
 
 # -- audit log ----------------------------------------------------------------------------

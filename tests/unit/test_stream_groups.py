@@ -1,14 +1,13 @@
-"""The stream's clean-up of the groups of users deleted from Okta, against fakes."""
+"""The engine's clean-up (scope Batch) of the groups of users deleted from Okta, against fakes."""
 
 from __future__ import annotations
 
 import logging
 from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 from scimflow.errors import ScimRejectedError, ScimTransientError
-from scimflow.stream.batch import _gone_memberships
+from scimflow.scim.reconcile import _gone_memberships
 
 from tests.support.model_target import MemoryStore
 
@@ -34,7 +33,8 @@ def store() -> MemoryStore:
     return s
 
 
-USERS = pd.DataFrame({"id": ["00u1", "00u2", "00u9"], "deleted": [True, False, True]})
+# the batch's users deleted from Okta: 00u1 is linked, 00u9 never was
+USERS = frozenset({"00u1", "00u9"})
 TCONF = SimpleNamespace(name="app", push_groups=True)
 
 

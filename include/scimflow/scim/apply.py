@@ -1,9 +1,10 @@
-"""The executor: applies a plan to one target, idempotently, with its own caps and retries.
+"""The executor: applies a plan to one target, idempotently, in a pool of its own.
 
-Each target has its own concurrency and requests-per-second caps, so a slow target never
-slows another. Transient failures (429 with Retry-After honoured, 5xx, timeouts) are
-retried with exponential backoff and jitter; a 409 on create links the existing
-resource; a 404 on update recreates it; any other refusal parks the record with its
+Each target has its own concurrency (here) and requests-per-second cap and retries (in
+its client, the one retry layer), so a slow target never slows another. A transient
+failure that outlasts the client's retries fails the operation (the reconcile then
+reports the target unavailable); a 409 on create links the existing resource; a 404 on
+update recreates it; any other refusal parks the record (kind ``target-error``) with its
 reason and the rest goes on. Every write is recorded in the audit log with its cause,
 and links (Okta id → SCIM id, hash pushed) are saved as the writes land, so a crash or
 a retry of the whole run resumes without duplicates.
@@ -15,12 +16,10 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from pyrate_limiter import Duration, Limiter, Rate
+from typing import TYPE_CHECKING, Any
 
 from scimflow.errors import (
     ScimConflictError,
@@ -28,28 +27,19 @@ from scimflow.errors import (
     ScimRejectedError,
     ScimTransientError,
 )
-from scimflow.scim.client import ScimTarget, last_status, retrying
-from scimflow.scim.plan import DEPROVISIONED_HASH, PENDING, Operation, Plan
+from scimflow.scim.client import PATCH_SCHEMA, last_status
+from scimflow.scim.plan import DEPROVISIONED_HASH, PENDING, LinkLike, Operation, Plan
+from scimflow.state.store import ParkKind
+
+if TYPE_CHECKING:
+    from scimflow.scim.protocols import Store, TargetClient
 
 __all__ = ["ApplyResult", "Executor", "Outcome"]
 
 
-class StoreLike(Protocol):
-    def links(self, target: str, kind: str) -> dict[str, Any]: ...
-    def save_links(
-        self, target: str, kind: str, links: Iterable[tuple[str, str, str | None]]
-    ) -> None: ...
-    def drop_links(self, target: str, kind: str, okta_ids: Iterable[str]) -> None: ...
-    def park(
-        self, target: str, kind: str, okta_id: str, reason: str, payload: dict[str, Any] | None
-    ) -> None: ...
-    def unpark(self, target: str, kind: str, okta_ids: Iterable[str]) -> None: ...
-    def append_audit(self, entries: Any) -> Any: ...
-
-
 @dataclass
 class Outcome:
-    """What happened to one operation."""
+    """What happened to one operation; ``request`` is the body that was sent."""
 
     op: Operation
     result: str  # applied, linked, parked, failed
@@ -77,49 +67,38 @@ class ApplyResult:
         self.seconds += other.seconds
 
 
+def _patch_body(operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """The body of a SCIM PATCH, as the client sends it."""
+    return {"schemas": [PATCH_SCHEMA], "Operations": operations}
+
+
 class Executor:
     """Applies plans to one target; thread pool sized by the target's concurrency."""
 
     def __init__(
         self,
-        target: ScimTarget,
-        store: StoreLike,
+        client: TargetClient,
+        store: Store,
         *,
         run_id: str,
         cause: str,
         causes: Mapping[str, str] | None = None,
         concurrency: int = 4,
-        requests_per_second: float = 50.0,
-        max_attempts: int = 5,
         flush_every: int = 500,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.target = target
+        self.client = client
         self.store = store
         self.run_id = run_id
         self.cause = cause
         # per Okta id, a more precise cause (the Okta event uuids that named it)
         self.causes: Mapping[str, str] = causes or {}
         self.concurrency = concurrency
-        self.max_attempts = max_attempts
         self.flush_every = flush_every
-        self.sleep = sleep
-        per_second = max(1, round(requests_per_second))
-        self._limiter = Limiter(Rate(per_second, Duration.SECOND))
-        self._group_ids: dict[str, str] = {}
         self._lock = threading.Lock()
-
-    # -- one request with caps and retries ---------------------------------------------------
-    def _send(self, fn: Callable[..., Any], *args: Any) -> Any:
-        for attempt in retrying(self.max_attempts, self.sleep):
-            with attempt:
-                self._limiter.try_acquire(self.target.name)
-                return fn(*args)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- users ---------------------------------------------------------------------------------
     def _user(self, op: Operation) -> Outcome:
-        t = self.target
+        c = self.client
         try:
             if op.action == "link":
                 return Outcome(op, "linked", op.scim_id, op.fingerprint, reason=op.reason)
@@ -128,12 +107,12 @@ class Executor:
             if op.action == "update":
                 assert op.scim_id is not None and op.payload is not None
                 try:
-                    if op.patch and t.capabilities.patch:
-                        self._send(t.patch, "Users", op.scim_id, list(op.patch))
-                        request: dict[str, Any] = {"Operations": list(op.patch)}
+                    if op.patch and c.capabilities.patch:
+                        c.patch("Users", op.scim_id, list(op.patch))
+                        request = _patch_body(list(op.patch))
                     else:
-                        self._send(t.replace, "Users", op.scim_id, op.payload)
-                        request = op.payload
+                        c.replace("Users", op.scim_id, op.payload)
+                        request = {**op.payload, "id": op.scim_id}
                 except ScimNotFoundError:  # deleted by hand in the target: recreate
                     return self._create_user(op, reason="recreated: gone from the target")
                 return Outcome(
@@ -143,27 +122,23 @@ class Executor:
                 assert op.scim_id is not None
                 change = [{"op": "replace", "path": "active", "value": False}]
                 try:
-                    if t.capabilities.patch:
-                        self._send(t.patch, "Users", op.scim_id, change)
+                    if c.capabilities.patch:
+                        c.patch("Users", op.scim_id, change)
+                        request = _patch_body(change)
                     else:
-                        current = self._send(t.get, "Users", op.scim_id)
-                        current = {k: v for k, v in current.items() if k not in ("meta", "groups")}
-                        self._send(t.replace, "Users", op.scim_id, {**current, "active": False})
+                        current = c.get("Users", op.scim_id)
+                        body = {k: v for k, v in current.items() if k not in ("meta", "groups")}
+                        request = {**body, "active": False, "id": op.scim_id}
+                        c.replace("Users", op.scim_id, request)
                 except ScimNotFoundError:
                     return Outcome(op, "applied", op.scim_id, reason="already gone", drop_link=True)
                 return Outcome(
-                    op,
-                    "applied",
-                    op.scim_id,
-                    DEPROVISIONED_HASH,
-                    last_status(),
-                    op.reason,
-                    {"Operations": change},
+                    op, "applied", op.scim_id, DEPROVISIONED_HASH, last_status(), op.reason, request
                 )
             if op.action == "delete":
                 assert op.scim_id is not None
                 with contextlib.suppress(ScimNotFoundError):
-                    self._send(t.delete, "Users", op.scim_id)
+                    c.delete("Users", op.scim_id)
                 return Outcome(
                     op, "applied", op.scim_id, None, last_status(), op.reason, drop_link=True
                 )
@@ -172,20 +147,14 @@ class Executor:
                 op, "parked", op.scim_id, status=exc.status, reason=exc.reason, request=op.payload
             )
         except ScimTransientError as exc:
-            return Outcome(
-                op,
-                "failed",
-                op.scim_id,
-                status=exc.status,
-                reason=f"gave up after retries: {exc.reason}",
-            )
+            return Outcome(op, "failed", op.scim_id, status=exc.status, reason=exc.reason)
         raise ValueError(f"unknown user action {op.action}")
 
     def _create_user(self, op: Operation, reason: str = "") -> Outcome:
-        t = self.target
+        c = self.client
         assert op.payload is not None
         try:
-            created = self._send(t.create, "Users", op.payload)
+            created = c.create("Users", op.payload)
             return Outcome(
                 op,
                 "applied",
@@ -199,13 +168,17 @@ class Executor:
         except ScimConflictError:
             # it exists (made by hand, or by an earlier attempt of ours): link it, make it equal
             user_name = str(op.payload.get("userName", ""))
-            found = self._send(t.find_user, op.okta_id, user_name)
+            found = c.find_user(op.okta_id, user_name)
             if found is None:
                 return Outcome(
-                    op, "parked", reason="409 on create, and no user with this userName/externalId"
+                    op,
+                    "parked",
+                    status=409,
+                    reason="409 on create, and no user with this userName/externalId",
+                    request=op.payload,
                 )
             scim_id = str(found["id"])
-            self._send(t.replace, "Users", scim_id, op.payload)
+            c.replace("Users", scim_id, op.payload)
             return Outcome(
                 op,
                 "linked",
@@ -213,12 +186,12 @@ class Executor:
                 op.fingerprint,
                 last_status(),
                 "409 on create: linked the existing user",
-                op.payload,
+                {**op.payload, "id": scim_id},
             )
 
     # -- groups -----------------------------------------------------------------------------------
-    def _group_ops(self, ops: list[Operation], user_links: dict[str, Any]) -> list[Outcome]:
-        t = self.target
+    def _group_ops(self, ops: list[Operation], user_links: Mapping[str, LinkLike]) -> list[Outcome]:
+        c = self.client
         out: list[Outcome] = []
         scim_id: str | None = None
         for op in ops:
@@ -231,73 +204,87 @@ class Executor:
                     members = self._resolve_all(op.members, user_links)
                     payload = {**(op.payload or {}), "members": [{"value": m} for m in members]}
                     try:
-                        created = self._send(t.create, "Groups", payload)
+                        created = c.create("Groups", payload)
                         scim_id = str(created["id"])
                         out.append(
                             Outcome(op, "applied", scim_id, None, last_status(), request=payload)
                         )
                     except ScimConflictError:
                         name = str((op.payload or {}).get("displayName"))
-                        found = self._send(t.find_group, name)
+                        found = c.find_group(name)
                         if found is None:
                             raise
                         scim_id = str(found["id"])
-                        if members:
-                            self._members(scim_id, "members_add", members)
+                        request = (
+                            self._members(scim_id, "members_add", members) if members else None
+                        )
                         out.append(
                             Outcome(
                                 op,
                                 "linked",
                                 scim_id,
-                                reason="409 on create: linked the existing group",
+                                None,
+                                last_status() if request else None,
+                                "409 on create: linked the existing group",
+                                request,
                             )
                         )
                 elif op.action == "group_update":
-                    gid = scim_id
-                    if op.patch and t.capabilities.patch:
-                        self._send(t.patch, "Groups", gid, list(op.patch))
+                    assert scim_id is not None
+                    if op.patch and c.capabilities.patch:
+                        request = _patch_body(list(op.patch))
+                        c.patch("Groups", scim_id, list(op.patch))
                     else:
-                        current = self._send(t.get, "Groups", gid)
-                        body = {k: v for k, v in current.items() if k != "meta"}
-                        body.update(op.payload or {})
-                        self._send(t.replace, "Groups", gid, body)
+                        current = c.get("Groups", scim_id)
+                        request = {k: v for k, v in current.items() if k != "meta"}
+                        request.update(op.payload or {})
+                        request["id"] = scim_id
+                        c.replace("Groups", scim_id, request)
                     out.append(
-                        Outcome(op, "applied", scim_id, None, last_status(), op.reason, op.payload)
+                        Outcome(op, "applied", scim_id, None, last_status(), op.reason, request)
                     )
                 elif op.action in ("members_add", "members_remove"):
+                    assert scim_id is not None
                     members = self._resolve_all(op.members, user_links)
-                    if members:
-                        self._members(scim_id, op.action, members)  # type: ignore[arg-type]
+                    sent = self._members(scim_id, op.action, members) if members else None
                     out.append(
                         Outcome(
                             op,
                             "applied",
                             scim_id,
                             None,
-                            last_status(),
+                            last_status() if sent else None,
                             f"{len(members)} members",
-                            {"members": members},
+                            sent,
                         )
                     )
                 elif op.action == "group_delete":
-                    gid = scim_id
+                    assert scim_id is not None
                     with contextlib.suppress(ScimNotFoundError):
-                        self._send(t.delete, "Groups", gid)
+                        c.delete("Groups", scim_id)
                     out.append(
                         Outcome(
                             op, "applied", scim_id, None, last_status(), op.reason, drop_link=True
                         )
                     )
             except ScimRejectedError as exc:
-                out.append(Outcome(op, "parked", scim_id, status=exc.status, reason=exc.reason))
+                out.append(
+                    Outcome(
+                        op, "parked", scim_id, status=exc.status, reason=exc.reason, request=None
+                    )
+                )
                 break  # the group's later operations depend on this one
-            except (ScimTransientError, ScimConflictError, ScimNotFoundError) as exc:
+            except ScimConflictError as exc:
+                # a 409 on a group create, and no group of that name to link: refused for good
+                out.append(Outcome(op, "parked", scim_id, status=exc.status, reason=exc.reason))
+                break
+            except (ScimTransientError, ScimNotFoundError) as exc:
                 out.append(Outcome(op, "failed", scim_id, status=exc.status, reason=exc.reason))
                 break
         return out
 
     @classmethod
-    def _resolve_all(cls, members: Iterable[str], user_links: dict[str, Any]) -> list[str]:
+    def _resolve_all(cls, members: Iterable[str], user_links: Mapping[str, LinkLike]) -> list[str]:
         """The SCIM ids of members (pending creates resolved, failed ones left out)."""
         out: list[str] = []
         for member in members:
@@ -307,22 +294,23 @@ class Executor:
         return out
 
     @staticmethod
-    def _resolve(member: str, user_links: dict[str, Any]) -> str | None:
+    def _resolve(member: str, user_links: Mapping[str, LinkLike]) -> str | None:
         if member.startswith(PENDING):
             link = user_links.get(member[len(PENDING) :])
             return link.scim_id if link is not None else None
         return member
 
-    def _members(self, group_id: str, action: str, members: list[str]) -> None:
-        t = self.target
-        if t.capabilities.patch:
+    def _members(self, group_id: str, action: str, members: list[str]) -> dict[str, Any]:
+        """Add or remove members; the body sent (for the audit)."""
+        c = self.client
+        if c.capabilities.patch:
             if action == "members_add":
                 ops = [{"op": "add", "path": "members", "value": [{"value": m} for m in members]}]
             else:  # one operation per member: servers refuse "remove" with a value list
                 ops = [{"op": "remove", "path": f'members[value eq "{m}"]'} for m in members]
-            self._send(t.patch, "Groups", group_id, ops)
-            return
-        current = self._send(t.get, "Groups", group_id)
+            c.patch("Groups", group_id, ops)
+            return _patch_body(ops)
+        current = c.get("Groups", group_id)
         have = [m for m in current.get("members") or [] if m.get("value")]
         ids = {m["value"] for m in have}
         if action == "members_add":
@@ -331,10 +319,12 @@ class Executor:
             have = [m for m in have if m["value"] not in set(members)]
         body = {k: v for k, v in current.items() if k != "meta"}
         body["members"] = have
-        self._send(t.replace, "Groups", group_id, body)
+        body["id"] = group_id
+        c.replace("Groups", group_id, body)
+        return body
 
     # -- running a plan ---------------------------------------------------------------------------
-    def apply(self, plan: Plan, *, user_links: dict[str, Any] | None = None) -> ApplyResult:
+    def apply(self, plan: Plan, *, user_links: Mapping[str, LinkLike] | None = None) -> ApplyResult:
         """Apply every operation; save links, parks and audit rows as they land."""
         t0 = time.monotonic()
         result = ApplyResult(plan.target)
@@ -388,7 +378,9 @@ class Executor:
                     saves[kind].append((okta_id, o.scim_id, o.pushed_hash))
                 done[kind].append(okta_id)
             elif o.result == "parked":
-                self.store.park(target, kind, okta_id, o.reason, o.request)
+                self.store.park(
+                    target, kind, okta_id, o.reason, o.request, park_kind=ParkKind.TARGET_ERROR
+                )
             entries.append(
                 AuditEntry(
                     run_id=self.run_id,

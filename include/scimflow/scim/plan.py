@@ -18,7 +18,7 @@ put in *waves*: wave 0 holds every user whose manager is already known in the ta
 (linked, or matched by externalId/userName) or who has none; wave *n* + 1 the users whose
 manager is created in wave *n*. An operation that waits for such a manager names it in
 :attr:`Operation.manager`; whoever applies the plan wave by wave
-(:func:`scimflow.scim.sync.apply_user_plan`) puts the manager's new SCIM id in with
+(:func:`scimflow.scim.reconcile.apply_user_plan`) puts the manager's new SCIM id in with
 :func:`resolve_manager` just before the wave is sent. A manager cycle (A manages B manages
 A) is broken at its smallest Okta id: that user is created in wave 0 without a manager
 and gets a one-attribute update once the rest of the cycle exists

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ __all__ = [
     "AuditEntry",
     "AuditVerification",
     "Link",
+    "ParkKind",
     "Parked",
     "StateStore",
     "canonical_json",
@@ -54,7 +56,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 GENESIS_HASH = "0" * 64
 # the newest migration's revision (a test checks it against the migrations folder)
-HEAD = "0002"
+HEAD = "0003"
 KINDS = ("User", "Group")
 
 # pg_advisory_xact_lock keys: arbitrary, fixed, and distinct from each other
@@ -151,13 +153,24 @@ class Link:
     pushed_at: datetime
 
 
+class ParkKind(StrEnum):
+    """Why a record is parked (the ``park_kind`` column)."""
+
+    QUARANTINED = "quarantined"  # failed validation (great-expectations)
+    REJECTED = "rejected"  # the target's mapping refused it
+    GUARD = "guard"  # a deprovision the deletion guard held back
+    UNAVAILABLE = "unavailable"  # its target could not be reached
+    TARGET_ERROR = "target-error"  # the target refused the write for good (a 4xx)
+
+
 @dataclass(frozen=True)
 class Parked:
-    """A record a target refused (or that failed validation), kept with the reason."""
+    """A record left as it is in a target, kept with its kind and reason."""
 
     target: str
-    kind: str
+    kind: str  # the resource: User or Group
     okta_id: str
+    park_kind: ParkKind
     reason: str
     attempts: int
     first_parked_at: datetime
@@ -428,7 +441,9 @@ class StateStore:
         kind: str,
         okta_id: str,
         reason: str,
-        payload: dict[str, Any] | None,
+        payload: dict[str, Any] | None = None,
+        *,
+        park_kind: ParkKind,
     ) -> None:
         """Park a record, or count one more attempt of a parked one (first time kept)."""
         _check_kind(kind)
@@ -437,6 +452,7 @@ class StateStore:
             PARKED,
             ["target", "kind", "okta_id"],
             lambda new: {
+                "park_kind": new.park_kind,
                 "reason": new.reason,
                 "attempts": PARKED.c.attempts + 1,
                 "last_parked_at": new.last_parked_at,
@@ -447,6 +463,7 @@ class StateStore:
             "target": target,
             "kind": kind,
             "okta_id": okta_id,
+            "park_kind": ParkKind(park_kind).value,
             "reason": reason,
             "attempts": 1,
             "first_parked_at": now,
@@ -469,11 +486,28 @@ class StateStore:
                     )
                 )
 
-    def parked(self, target: str | None = None) -> list[Parked]:
-        """The parked records, of one target or of all, by target, kind and Okta id."""
-        query = sa.select(PARKED).order_by(PARKED.c.target, PARKED.c.kind, PARKED.c.okta_id)
+    def parked(
+        self,
+        target: str | None = None,
+        *,
+        park_kinds: Iterable[ParkKind] | None = None,
+        oldest_first: bool = False,
+        limit: int | None = None,
+    ) -> list[Parked]:
+        """The parked records, of one target or of all, of some kinds or of all; by
+        target, kind and Okta id, or the first parked first."""
+        order = (
+            (PARKED.c.first_parked_at, PARKED.c.target, PARKED.c.kind, PARKED.c.okta_id)
+            if oldest_first
+            else (PARKED.c.target, PARKED.c.kind, PARKED.c.okta_id)
+        )
+        query = sa.select(PARKED).order_by(*order)
         if target is not None:
             query = query.where(PARKED.c.target == target)
+        if park_kinds is not None:
+            query = query.where(PARKED.c.park_kind.in_([ParkKind(k).value for k in park_kinds]))
+        if limit is not None:
+            query = query.limit(limit)
         with self._begin("read parked records") as conn:
             rows = conn.execute(query).all()
         return [
@@ -481,6 +515,7 @@ class StateStore:
                 target=r.target,
                 kind=r.kind,
                 okta_id=r.okta_id,
+                park_kind=ParkKind(r.park_kind),
                 reason=r.reason,
                 attempts=r.attempts,
                 first_parked_at=_utc(r.first_parked_at),

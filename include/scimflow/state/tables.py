@@ -41,12 +41,19 @@ PARKED = sa.Table(
     sa.Column("kind", sa.String(16), primary_key=True),
     # as wide as the audit's: a failed write to an unlinked target user parks "unmanaged:<id>"
     sa.Column("okta_id", sa.String(300), primary_key=True),
+    # why it is parked (scimflow.state.store.ParkKind): quarantined, rejected, guard,
+    # unavailable, target-error; ``kind`` is the resource's, as in every table
+    sa.Column("park_kind", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("first_parked_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_parked_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("payload", sa.Text, nullable=True),
     sa.CheckConstraint("kind IN ('User', 'Group')", name="kind"),
+    sa.CheckConstraint(
+        "park_kind IN ('quarantined', 'rejected', 'guard', 'unavailable', 'target-error')",
+        name="park_kind",
+    ),
 )
 
 AUDIT = sa.Table(
