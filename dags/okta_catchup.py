@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 from scimflow.airflow.stream import OKTA_EVENTS
+
+if TYPE_CHECKING:
+    from typing import Unpack
+
+    from airflow.sdk import Context
 
 DOC = """
 ### Okta System Log catch-up
@@ -57,17 +63,15 @@ default_args = {
 )
 def okta_catchup() -> None:
     @task(outlets=[OKTA_EVENTS])
-    def republish(
-        params: dict | None = None, data_interval_start=None, data_interval_end=None
-    ) -> dict:
+    def republish(**context: Unpack[Context]) -> dict[str, Any]:
+        from scimflow.airflow.tasks import data_interval
         from scimflow.resync import load_config
         from scimflow.stream.catchup import catch_up
 
+        params = context["params"]
+        since, until = data_interval(context)
         return catch_up(
-            load_config(params["config_path"] or None),
-            data_interval_start,
-            data_interval_end,
-            dry_run=params["dry_run"],
+            load_config(params["config_path"] or None), since, until, dry_run=params["dry_run"]
         )
 
     republish()

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param, dag, task
 from scimflow.airflow.assets import SCIM_TARGETS
 from scimflow.airflow.stream import OKTA_EVENTS, REARM
+from scimflow.airflow.tasks import map_index_by
+
+if TYPE_CHECKING:
+    from typing import Unpack
+
+    from airflow.sdk import Context
 
 DOC = """
 ### Okta events (real time)
@@ -22,9 +29,9 @@ Woken by the `okta_events` asset: a doorbell that rings on every message of the
    great-expectations and quarantine what fails (the report's path is in the log); add
    records parked earlier because a target was down. (One task, not two: each task
    costs seconds of start-up, and this DAG is about latency.)
-2. **apply**: one mapped task per target: plan the batch's entities against the state
-   store and apply. A target still down on the last retry gets the batch parked with the
-   reason, so it never holds back the others.
+2. **apply**: one mapped task per target, labelled with the target's name: plan the
+   batch's entities against the state store and apply. A target still down on the last
+   retry gets the batch parked with the reason, so it never holds back the others.
 3. **commit**: remember the events' uuids (for `okta_catchup`), then commit the offsets.
    Only after every target's effect is durable: a failure or a killed worker before it
    replays the batch (idempotent), it never loses it. If events are left on the topic
@@ -58,79 +65,56 @@ default_args = {
 )
 def okta_events() -> None:
     @task(inlets=[OKTA_EVENTS])
-    def consume(params: dict | None = None, run_id: str | None = None, ti=None) -> list[str]:
-        import logging
-
+    def consume(**context: Unpack[Context]) -> list[str]:
         from scimflow.resync import load_config
-        from scimflow.stream.batch import batch_dir, hydrate, save_changes
-        from scimflow.stream.kafka import read_batch
+        from scimflow.stream.batch import batch_dir
+        from scimflow.stream.consume import consume_batch
 
-        config = load_config(params["config_path"] or None)
-        if config.kafka is None:
-            raise ValueError("the configuration has no kafka section")
-        batch = read_batch(config.kafka, max_events=params["max_events"] or None)
-        run_dir = batch_dir(params["data_dir"] or None, str(run_id))
-        save_changes(run_dir, batch.changes, batch.offsets)
-        hydrated = hydrate(config, run_dir) if batch.changes else {"events": 0}
-        if batch.changes:
-            logging.getLogger(__name__).info(
-                "data quality report: %s (%s)", hydrated["report"], hydrated
-            )
-        summary = {
-            "run_dir": str(run_dir),
-            "events": len(batch.changes),
-            "dead_lettered": batch.dead_lettered,
-            "read_seconds": round(batch.seconds, 2),
-            "hydrate": hydrated,
-        }
-        ti.xcom_push(key="batch", value=summary)
-        # the targets to apply the batch to (none when it is empty): the map of `apply`
-        return [t.name for t in config.targets] if batch.changes else []
+        params = context["params"]
+        batch = consume_batch(
+            load_config(params["config_path"] or None),
+            batch_dir(params["data_dir"] or None, context["run_id"]),
+            max_events=params["max_events"] or None,
+        )
+        context["ti"].xcom_push(key="batch", value=batch.to_xcom())
+        return list(batch.target_names)  # what `apply` maps over
 
-    @task(outlets=[SCIM_TARGETS])
-    def apply(
-        target: str,
-        params: dict | None = None,
-        run_id: str | None = None,
-        ti=None,
-        outlet_events=None,
-    ) -> dict:
-
-        from scimflow.airflow.assets import target_assets
+    @task(outlets=[SCIM_TARGETS], map_index_template=map_index_by("target"))
+    def apply(target: str, **context: Unpack[Context]) -> dict[str, Any]:
+        from scimflow.airflow.assets import record_target_writes
+        from scimflow.airflow.tasks import is_last_try
         from scimflow.resync import load_config
         from scimflow.stream.batch import apply_to_target, batch_dir
 
-        summary = apply_to_target(
+        params, run_id = context["params"], context["run_id"]
+        summary: dict[str, Any] = apply_to_target(
             load_config(params["config_path"] or None),
             target,
-            batch_dir(params["data_dir"] or None, str(run_id)),
-            run_id=str(run_id),
-            last_try=ti.try_number > ti.max_tries,
+            batch_dir(params["data_dir"] or None, run_id),
+            run_id=run_id,
+            last_try=is_last_try(context["ti"]),
         )
-        for asset in target_assets(target):
-            outlet_events[SCIM_TARGETS].add(asset, extra={"writes": summary["writes"]})
+        record_target_writes(context["outlet_events"], target, writes=summary["writes"])
         return summary
 
     @task(trigger_rule="none_failed", outlets=[REARM])
-    def commit(
-        applied: list[dict],
-        params: dict | None = None,
-        run_id: str | None = None,
-        outlet_events=None,
-    ) -> dict:
+    def commit(applied: list[dict[str, Any] | None], **context: Unpack[Context]) -> dict[str, Any]:
+        from scimflow.airflow.stream import rearm
+        from scimflow.airflow.tasks import returned
         from scimflow.resync import load_config
-        from scimflow.stream.batch import batch_dir, finish
-        from scimflow.stream.kafka import lag
+        from scimflow.stream.batch import batch_dir
+        from scimflow.stream.consume import commit_batch
 
-        config = load_config(params["config_path"] or None)
-        result = finish(config, batch_dir(params["data_dir"] or None, str(run_id)))
-        left = lag(config.kafka)
-        if left:
-            # events arrived that rang no run: ring the doorbell once more
-            outlet_events[REARM].add(OKTA_EVENTS, extra={"left": left})
-        return {**result, "left": left, "targets": [a for a in applied if a]}
+        params = context["params"]
+        result = commit_batch(
+            load_config(params["config_path"] or None),
+            batch_dir(params["data_dir"] or None, context["run_id"]),
+        )
+        rearm(context["outlet_events"], result.left)
+        return result.to_xcom(returned(applied))
 
-    commit(apply.expand(target=consume()))
+    # Airflow types a task call like the function, not as taking XComArgs (apache/airflow#39514)
+    commit(apply.expand(target=consume()))  # type: ignore[arg-type]
 
 
 okta_events()

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param, dag, task
 from scimflow.airflow.assets import OKTA_GROUPS, OKTA_USERS, SCIM_TARGETS, SNAPSHOT
+from scimflow.airflow.tasks import map_index_by
+
+if TYPE_CHECKING:
+    from typing import Unpack
+
+    from airflow.sdk import Context
 
 DOC = """
 ### Okta full resync
@@ -16,9 +23,9 @@ Repairs whatever the event stream missed and whatever was changed by hand in a t
 2. **validate**: great-expectations suites per record kind; failing records are
    quarantined (parked with their reasons, not pushed); the run stops only when the
    failed share passes `max_failed_share`. The report's path is in the task log.
-3. **sync_target**: one mapped task per target: read the target, plan, check the
-   deletion guard, apply. Three retries with exponential backoff; a failing target
-   fails only its own task.
+3. **sync_target**: one mapped task per target, labelled with the target's name: read
+   the target, plan, check the deletion guard, apply. Three retries with exponential
+   backoff; a failing target fails only its own task.
 4. **report**: operations, parked records and duration per target (Markdown).
 
 Params: `targets` (empty: all), `dry_run` (plan only, write nothing), `force`
@@ -53,76 +60,79 @@ default_args = {
 )
 def okta_resync() -> None:
     @task(inlets=[OKTA_USERS, OKTA_GROUPS], outlets=[SNAPSHOT])
-    def export(params: dict | None = None, run_id: str | None = None) -> dict:
+    def export(**context: Unpack[Context]) -> dict[str, Any]:
         from scimflow.resync import export_snapshot, load_config, snapshot_dir
 
-        config = load_config(params["config_path"] or None)
-        return export_snapshot(config, snapshot_dir(params["data_dir"] or None, str(run_id)))
+        params = context["params"]
+        return export_snapshot(
+            load_config(params["config_path"] or None),
+            snapshot_dir(params["data_dir"] or None, context["run_id"]),
+        )
 
     @task
-    def validate(snapshot: dict, params: dict | None = None) -> dict:
+    def validate(snapshot: dict[str, Any], **context: Unpack[Context]) -> dict[str, Any]:
         import logging
         from pathlib import Path
 
         from scimflow.resync import validate_snapshot
 
         result = validate_snapshot(
-            Path(snapshot["snapshot"]), max_failed_share=params["max_failed_share"]
+            Path(snapshot["snapshot"]), max_failed_share=context["params"]["max_failed_share"]
         )
         logging.getLogger(__name__).info("data quality report: %s (%s)", result["report"], result)
         return result
 
     @task
-    def targets(params: dict | None = None) -> list[str]:
+    def targets(**context: Unpack[Context]) -> list[str]:
+        from scimflow.fanout import select_targets
         from scimflow.resync import load_config
 
-        names = [t.name for t in load_config(params["config_path"] or None).targets]
-        wanted = params["targets"] or names
-        unknown = sorted(set(wanted) - set(names))
-        if unknown:
-            raise ValueError(f"unknown targets {unknown}; configured: {names}")
-        return [n for n in names if n in wanted]
+        params = context["params"]
+        return select_targets(load_config(params["config_path"] or None), params["targets"])
 
-    @task(inlets=[SNAPSHOT], outlets=[SCIM_TARGETS])
+    @task(inlets=[SNAPSHOT], outlets=[SCIM_TARGETS], map_index_template=map_index_by("target"))
     def sync_target(
         target: str,
-        snapshot: dict,
-        quality: dict,
-        params: dict | None = None,
-        run_id: str | None = None,
-        outlet_events=None,
-    ) -> dict:
+        snapshot: dict[str, Any],
+        quality: dict[str, Any],
+        **context: Unpack[Context],
+    ) -> dict[str, Any]:
         from pathlib import Path
 
-        from scimflow.airflow.assets import target_assets
+        from scimflow.airflow.assets import record_target_writes
         from scimflow.resync import load_config, sync_from_snapshot
 
-        summary = sync_from_snapshot(
+        params = context["params"]
+        summary: dict[str, Any] = sync_from_snapshot(
             load_config(params["config_path"] or None),
             target,
             Path(snapshot["snapshot"]),
-            run_id=str(run_id),
+            run_id=context["run_id"],
             dry_run=params["dry_run"],
             force=params["force"],
         )
-        if not params["dry_run"]:
-            for asset in target_assets(target):
-                outlet_events[SCIM_TARGETS].add(asset, extra={"writes": summary["writes"]})
+        record_target_writes(
+            context["outlet_events"], target, writes=summary["writes"], dry_run=params["dry_run"]
+        )
         return summary
 
     @task(trigger_rule="all_done")
-    def report(summaries: list[dict], quality: dict, snapshot: dict) -> str:
+    def report(
+        summaries: list[dict[str, Any] | None], quality: dict[str, Any], snapshot: dict[str, Any]
+    ) -> str:
         from pathlib import Path
 
+        from scimflow.airflow.tasks import returned
         from scimflow.resync import drift_report
 
-        done = [s for s in summaries if s]
-        return str(drift_report(done, quality, Path(snapshot["snapshot"]) / "resync-report.md"))
+        out = Path(snapshot["snapshot"]) / "resync-report.md"
+        return str(drift_report(returned(summaries), quality, out))
 
+    # Airflow types a task call like the function, not as taking XComArgs (apache/airflow#39514)
     snap = export()
-    quality = validate(snap)
+    quality = validate(snap)  # type: ignore[arg-type]
     summaries = sync_target.partial(snapshot=snap, quality=quality).expand(target=targets())
-    report(summaries, quality, snap)
+    report(summaries, quality, snap)  # type: ignore[arg-type]
 
 
 okta_resync()

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param, dag, task
+from scimflow.airflow.tasks import map_index_by
+
+if TYPE_CHECKING:
+    from typing import Unpack
+
+    from airflow.sdk import Context
 
 DOC = """
 ### scimflow preflight
@@ -16,7 +23,7 @@ Checks, without writing anything, that scimflow can reach what it needs:
 * **State store** (`state_conn_id`): the database accepts a query.
 * **SCIM targets** (`targets`, one Airflow connection each): the target serves
   `/ServiceProviderConfig` and accepts its token on `/Users`; one mapped task per
-  target, so a broken target shows up alone.
+  target, labelled with its connection id, so a broken target shows up alone.
 
 Run it after changing a connection, or before unpausing the sync DAGs.
 """
@@ -44,27 +51,27 @@ default_args = {
 )
 def scimflow_preflight() -> None:
     @task
-    def check_kafka(params: dict | None = None) -> dict:
+    def check_kafka(**context: Unpack[Context]) -> dict[str, Any]:
         from scimflow.airflow.connections import kafka_config
         from scimflow.preflight import check_kafka
         from scimflow.services.kafka import EVENTS_DLQ_TOPIC, EVENTS_TOPIC
 
-        config = kafka_config(params["kafka_conn_id"])
+        config = kafka_config(context["params"]["kafka_conn_id"])
         return check_kafka(config["bootstrap.servers"], [EVENTS_TOPIC, EVENTS_DLQ_TOPIC])
 
     @task
-    def check_state_store(params: dict | None = None) -> dict:
+    def check_state_store(**context: Unpack[Context]) -> dict[str, Any]:
         from scimflow.airflow.connections import state_store_url
         from scimflow.preflight import check_state_store
 
-        return check_state_store(state_store_url(params["state_conn_id"]))
+        return check_state_store(state_store_url(context["params"]["state_conn_id"]))
 
     @task
-    def target_ids(params: dict | None = None) -> list[str]:
-        return list(params["targets"])
+    def target_ids(**context: Unpack[Context]) -> list[str]:
+        return list(context["params"]["targets"])
 
-    @task
-    def check_target(conn_id: str) -> dict:
+    @task(map_index_template=map_index_by("conn_id"))
+    def check_target(conn_id: str) -> dict[str, Any]:
         from scimflow.airflow.connections import scim_target
         from scimflow.preflight import check_scim_target
 

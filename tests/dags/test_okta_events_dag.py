@@ -67,6 +67,15 @@ def xcom(run, task_id: str, map_index: int = -1, key: str = "return_value") -> A
     return ti.xcom_pull(task_ids=task_id, map_indexes=map_index, key=key)
 
 
+def labels(run, task_id: str) -> list[str | None]:  # type: ignore[no-untyped-def]
+    """The mapped task instances' labels in the UI (``rendered_map_index``), by map index."""
+    tis = sorted(
+        (ti for ti in run.get_task_instances() if ti.task_id == task_id),
+        key=lambda ti: ti.map_index,
+    )
+    return [ti.rendered_map_index for ti in tis]
+
+
 def scim_users(base: str, token: str) -> dict[str, dict[str, Any]]:
     resp = httpx.get(
         f"{base}/Users", params={"count": 1000}, headers={"Authorization": f"Bearer {token}"}
@@ -101,6 +110,10 @@ def test_churn_events_converge_and_a_second_run_reads_nothing(airflow_db, dag, w
     assert str(first.state) == "success", states(first)
     assert xcom(first, "consume", key="batch")["events"] == len(events) + len(events[::3])
     assert xcom(first, "consume", key="batch")["hydrate"]["unique_events"] == len(events)
+    # one apply per target, named by the target in the UI
+    assert xcom(first, "consume") == ["app-a", "app-b"]
+    assert labels(first, "apply") == ["app-a", "app-b"]
+    assert [xcom(first, "apply", i)["target"] for i in (0, 1)] == ["app-a", "app-b"]
     named = {t["id"] for e in events for t in e["target"] if t["type"] == "User"}
     for base in (world["a"], world["b"]):
         got = scim_users(base, world["token"])
@@ -134,6 +147,7 @@ def test_a_failing_target_task_retries_then_parks_and_the_batch_is_committed(
     assert str(result.state) == "success", states(result)
     tis = {(ti.task_id, ti.map_index): ti for ti in result.get_task_instances()}
     assert tis[("apply", 1)].try_number == 2  # failed once, retried, parked on the last try
+    assert labels(result, "apply") == ["app-a", "app-b"]
     assert xcom(result, "apply", 1)["unavailable"]
     assert xcom(result, "apply", 0)["writes"] == 1
     assert lag(world["kafka"]()) == 0

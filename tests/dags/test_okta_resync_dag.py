@@ -98,6 +98,15 @@ def xcom(run, task_id: str, map_index: int = -1) -> Any:  # type: ignore[no-unty
     return ti.xcom_pull(task_ids=task_id, map_indexes=map_index)
 
 
+def labels(run, task_id: str) -> list[str | None]:  # type: ignore[no-untyped-def]
+    """The mapped task instances' labels in the UI (``rendered_map_index``), by map index."""
+    tis = sorted(
+        (ti for ti in run.get_task_instances() if ti.task_id == task_id),
+        key=lambda ti: ti.map_index,
+    )
+    return [ti.rendered_map_index for ti in tis]
+
+
 def users(base: str, token: str) -> list[dict]:
     resp = httpx.get(
         f"{base}/Users", params={"count": 1000}, headers={"Authorization": f"Bearer {token}"}
@@ -210,6 +219,24 @@ def test_a_dry_run_writes_nothing_and_shows_the_plan(airflow_db, dag, world) -> 
     assert users(world["a"], world["token"]) == [] and users(world["b"], world["token"]) == []
 
 
+def test_each_mapped_sync_is_named_by_its_target(airflow_db, dag, world) -> None:  # type: ignore[no-untyped-def]
+    every = run(dag, world, dry_run=True)
+    assert str(every.state) == "success", states(every)
+    assert labels(every, "sync_target") == ["app-a", "app-b"]
+    assert [xcom(every, "sync_target", i)["target"] for i in (0, 1)] == ["app-a", "app-b"]
+
+    # the targets param picks by name; the label is still the name, not the index 0
+    one = run(dag, world, dry_run=True, targets=["app-b"])
+    assert str(one.state) == "success", states(one)
+    assert xcom(one, "targets") == ["app-b"]
+    assert labels(one, "sync_target") == ["app-b"]
+
+    # a name that is not configured stops the run before any target is read
+    typo = run(dag, world, dry_run=True, targets=["app-b", "app-c"])
+    assert states(typo)["targets"] == "failed"
+    assert states(typo)["sync_target"] == "upstream_failed"  # never expanded
+
+
 def test_the_deletion_guard_stops_a_run_when_okta_returns_far_fewer_users(
     airflow_db, dag, world
 ) -> None:  # type: ignore[no-untyped-def]
@@ -235,6 +262,7 @@ def test_a_target_that_is_down_fails_only_its_task_and_converges_when_back(
     result = run(dag, world)
     s = states(result)
     assert s.get("sync_target[0]") == "success" and s.get("sync_target[1]") == "failed", s
+    assert labels(result, "sync_target") == ["app-a", "app-b"]  # the failed one named too
     assert s["report"] == "success"  # the report still runs, for the targets that worked
     assert len(users(world["a"], world["token"])) == 40
     world["write"]()  # back

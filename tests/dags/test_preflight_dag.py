@@ -80,5 +80,8 @@ def test_a_refused_token_fails_only_that_target(airflow_db, dagbag, connections)
     assert str(run.state) == "failed"
     assert states["check_target[0]"] == "success"
     assert states["check_target[1]"] == "failed"
+    mapped = [ti for ti in run.get_task_instances() if ti.task_id == "check_target"]
+    named = [ti.rendered_map_index for ti in sorted(mapped, key=lambda ti: ti.map_index)]
+    assert named == ["scim_a", "scim_bad_token"]  # in the UI, the failed one by its name
     assert states["check_kafka"] == "success"
     assert states["check_state_store"] == "success"

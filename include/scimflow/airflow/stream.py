@@ -25,11 +25,14 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Hashable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.apache.kafka.triggers.shared_stream import KafkaSharedStreamTrigger
 from airflow.sdk import Asset, AssetAlias, AssetWatcher
 from airflow.triggers.base import TriggerEvent
+
+if TYPE_CHECKING:
+    from airflow.sdk.types import OutletEventAccessorsProtocol
 
 __all__ = [
     "DOORBELL_CONN_ID",
@@ -37,6 +40,7 @@ __all__ = [
     "OKTA_EVENTS",
     "REARM",
     "DoorbellTrigger",
+    "rearm",
     "ring_payload",
 ]
 
@@ -129,3 +133,13 @@ OKTA_EVENTS = Asset(
 # the okta_events run's last task adds an OKTA_EVENTS event through this alias only when
 # events are left on the topic (a plain outlet would ring after every run, forever)
 REARM = AssetAlias(name="okta_events_rearm")
+
+
+def rearm(outlet_events: OutletEventAccessorsProtocol, left: int) -> bool:
+    """Ring the doorbell once more, through :data:`REARM`, when ``left`` events are on
+    the topic after a run committed its batch: they may have arrived after the run read
+    the topic, with their rings passed over or attached to no run. Whether it rang."""
+    if left <= 0:
+        return False
+    outlet_events[REARM].add(OKTA_EVENTS, extra={"left": left})
+    return True
