@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import httpx
+from scimflow.services.process import wait_until
 
 LIMITS = {"users_list": 600, "groups": 600, "group_one": 600, "user_get": 1000, "logs": 50}
 TOKEN = "bench-token"
@@ -118,19 +119,20 @@ class Emulator:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit("the emulator did not start")
-            time.sleep(0.5)
+        if not wait_until(self.healthy, timeout=300, interval=0.5, alive=self.running):
+            raise SystemExit("the emulator did not start")
         self.http = httpx.Client(
             base_url=self.url, headers={"Authorization": f"SSWS {TOKEN}"}, timeout=600
         )
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def rate_limited(self) -> int:
         return int(self.http.get("/healthz").json()["rate_limited"])

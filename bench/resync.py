@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from scimflow.services.process import wait_until
 
 LIMITS = {"users_list": 600, "groups": 600, "group_one": 600, "user_get": 1000, "logs": 50}
 OKTA_TOKEN = "bench-token"
@@ -214,16 +215,17 @@ class Emulator:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit("the emulator did not start")
-            time.sleep(0.5)
+        if not wait_until(self.healthy, timeout=600, interval=0.5, alive=self.running):
+            raise SystemExit("the emulator did not start")
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def rate_limited(self) -> int:
         return int(httpx.get(f"{self.url}/healthz", timeout=30).json()["rate_limited"])
@@ -245,13 +247,18 @@ class ScimServer:
             stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{self.port}/app/v2"
-        for _ in range(200):
-            try:
-                httpx.get(f"{self.url}/ServiceProviderConfig", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise SystemExit("scim2-server did not start")
+        if not wait_until(self.answers, timeout=20, interval=0.1, alive=self.running):
+            raise SystemExit("scim2-server did not start")
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def answers(self) -> bool:
+        try:
+            httpx.get(f"{self.url}/ServiceProviderConfig", timeout=1)
+        except httpx.HTTPError:
+            return False
+        return True
 
     def rss_mib(self) -> float:
         import psutil

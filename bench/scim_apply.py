@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scimflow.scim.apply import Executor
 from scimflow.scim.client import ScimTarget
 from scimflow.scim.plan import plan_users
+from scimflow.services.process import wait_until
 from scimflow.state.store import StateStore
 
 from tests.support.desired import desired_user
@@ -53,13 +54,17 @@ def start_server() -> tuple[subprocess.Popen[bytes], int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    for _ in range(100):
+
+    def answers() -> bool:
         try:
             httpx.get(f"http://127.0.0.1:{port}/probe/v2/ServiceProviderConfig", timeout=1)
-            return proc, port
         except httpx.HTTPError:
-            time.sleep(0.1)
-    raise SystemExit("scim2-server did not start")
+            return False
+        return True
+
+    if not wait_until(answers, timeout=10, interval=0.1, alive=lambda: proc.poll() is None):
+        raise SystemExit("scim2-server did not start")
+    return proc, port
 
 
 def raw_capacity(base: str, payloads: list[dict], concurrency: int) -> float:

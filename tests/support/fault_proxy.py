@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 import httpx
 import uvicorn
+from scimflow.services.process import wait_until
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -123,12 +124,15 @@ class BackgroundServer:
             target=self.server.run, kwargs={"sockets": [sock]}, name=self.name, daemon=True
         )
         self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                self.stop()
-                raise RuntimeError(f"{self.name} did not start")
-            time.sleep(0.01)
+        started = wait_until(
+            lambda: bool(self.server.started),
+            timeout=timeout,
+            interval=0.01,
+            alive=self._thread.is_alive,
+        )
+        if not started:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start")
 
     def stop(self) -> None:
         self.server.should_exit = True
