@@ -482,10 +482,13 @@ def sync(
         target_config_of,
         validate_snapshot,
     )
+    from scimflow.runtime import open_store
     from scimflow.scim.config import load_config
 
     cfg = load_config(config)
     chosen = [target_config_of(cfg, name) for name in targets] if targets else list(cfg.targets)
+    with open_store(cfg):  # a state store that cannot be used fails now, not after the export
+        pass
     run_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix="scimflow-sync-") as scratch:
         snapshot = snapshot_dir(str(data_dir), run_id) if data_dir else Path(scratch)

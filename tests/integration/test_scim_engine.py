@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from scimflow.errors import DeletionGuardError
+from scimflow.scim import guard
 from scimflow.scim.apply import Executor
 from scimflow.scim.client import ScimTarget
+from scimflow.scim.config import DeletionGuardConfig
 from scimflow.scim.plan import ENTERPRISE, Plan, fingerprint, plan_groups, plan_users, user_changes
-from scimflow.scim.sync import check_deletion_guard
 from scimflow.state.store import StateStore
 
 from tests.support.desired import Desired, DesiredGroup, desired_user
@@ -52,9 +51,7 @@ def sync(target: ScimTarget, store: StateStore, desired: dict[str, Desired], **k
         **kw,
     )
     if plan:
-        result = Executor(
-            target, store, run_id="it", cause="test", concurrency=4, sleep=lambda _s: None
-        ).apply(plan)
+        result = Executor(target, store, run_id="it", cause="test", concurrency=4).apply(plan)
         assert result.failed == []
     return plan
 
@@ -171,11 +168,14 @@ def test_the_deletion_guard_stops_a_mass_deprovision(target: ScimTarget, store: 
         "app", shrunk, store.links("app", "User"), list(target.list_resources("Users"))
     )
     assert plan.deprovisions == 12
-    config = SimpleNamespace(deletion_guard=SimpleNamespace(max_share=0.1, min_users=10))
-    with pytest.raises(DeletionGuardError, match="deprovisions 12 of 20 users"):
-        check_deletion_guard(plan, config, force=False)
-    assert all(u.get("active") is True for u in target.list_resources("Users"))  # nothing written
-    check_deletion_guard(plan, config, force=True)  # forced: allowed
+    config = DeletionGuardConfig(max_share=0.1, min_users=10)
+    active = guard.active_users(store.links("app", "User"), plan)
+    assert active == 20
+    stop = guard.decide(config, plan, active, on_exceed="stop")
+    assert (stop.decision, stop.deprovisions, stop.active_users) == ("stop", 12, 20)
+    assert guard.decide(config, plan, active, on_exceed="park").decision == "park"
+    forced = guard.decide(config, plan, active, on_exceed="stop", force=True)
+    assert (forced.decision, forced.forced) == ("proceed", True)
 
 
 def test_the_audit_log_fails_to_verify_after_a_row_is_altered(

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from scimflow.errors import StateStoreError
 from scimflow.state import AuditEntry, StateStore
+from scimflow.state.store import ParkKind
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +105,7 @@ def test_migrate_is_idempotent_and_safe_to_run_at_once(pg_url: str) -> None:
         "scimflow_seen_events",
         "scimflow_alembic_version",
     }
-    assert [tuple(r) for r in version] == [("0002",)]
+    assert [tuple(r) for r in version] == [("0003",)]
 
 
 def test_links_upsert_constraint_and_drop(store: StateStore) -> None:
@@ -131,9 +132,17 @@ def test_links_upsert_constraint_and_drop(store: StateStore) -> None:
 
 
 def test_park_and_unpark(store: StateStore) -> None:
-    store.park("app-a", "User", "00u1", "400: bad", {"userName": "x"})
-    store.park("app-a", "User", "00u1", "400: bad again", {"userName": "y"})
+    store.park("app-a", "User", "00u1", "down", {"userName": "x"}, park_kind=ParkKind.UNAVAILABLE)
+    store.park(
+        "app-a",
+        "User",
+        "00u1",
+        "400: bad again",
+        {"userName": "y"},
+        park_kind=ParkKind.TARGET_ERROR,
+    )
     (parked,) = store.parked()
+    assert parked.park_kind == ParkKind.TARGET_ERROR
     assert (parked.attempts, parked.reason, parked.payload) == (
         2,
         "400: bad again",

@@ -115,7 +115,7 @@ def test_a_batch_with_duplicates_and_disorder_converges_once(world) -> None:  # 
 
 
 def test_a_down_target_is_parked_and_catches_up_without_holding_the_other(world) -> None:  # type: ignore[no-untyped-def]
-    from scimflow.state.store import StateStore
+    from scimflow.state.store import ParkKind, StateStore
     from scimflow.stream.kafka import lag, publish
 
     d = world["okta"].state.directory
@@ -126,12 +126,13 @@ def test_a_down_target_is_parked_and_catches_up_without_holding_the_other(world)
     publish(world["config"].kafka, d.log[before:])
     result = once(world, 1)
     a, b = result["targets"]
-    assert a["writes"] == 1 and "unavailable" not in a
-    assert "unavailable" in b and b["parked"] == 1
+    assert a["writes"] == 1 and a["unavailable"] is None
+    assert b["unavailable"] and b["parked"] == {"unavailable": 1}
     assert lag(world["config"].kafka) == 0  # committed: the down target held nothing back
     with StateStore(world["config"].state.resolved_url()) as store:
         parked = store.parked("app-b")
-    assert [(p.okta_id, p.reason.split(":")[0]) for p in parked] == [(u1, "target unavailable")]
+    assert [(p.okta_id, p.park_kind) for p in parked] == [(u1, ParkKind.UNAVAILABLE)]
+    assert parked[0].reason.startswith("target unavailable: app-b")
     assert "APP_TOKEN" not in parked[0].reason and world["token"] not in parked[0].reason
 
     # back up: the next batch retries what was parked for it
@@ -147,7 +148,7 @@ def test_a_down_target_is_parked_and_catches_up_without_holding_the_other(world)
         assert store.parked("app-b") == []
         # parked while down, yet already equal in the target (a resync wrote it, say):
         # the next batch that reaches the target releases it instead of retrying forever
-        store.park("app-b", "User", u2, "target unavailable: connection refused", None)
+        store.park("app-b", "User", u2, "connection refused", None, park_kind=ParkKind.UNAVAILABLE)
     before = len(d.log)
     d.update_profile(u1, {"title": "Principal Engineer"})
     publish(world["config"].kafka, d.log[before:])
@@ -479,7 +480,7 @@ def test_a_user_deleted_from_okta_leaves_the_targets_groups(world) -> None:  # t
     for base in (world["a"], world["b"]):
         assert scim_users(base, world["token"])[login]["active"] is False
         assert set(_member_logins(world, base, name)) == {stays}
-    assert all(t["applied"].get("members_remove:applied") == 1 for t in result["targets"])
+    assert all(t["results"].get("members_remove:applied") == 1 for t in result["targets"])
 
 
 def test_a_batch_deprovisioning_too_many_users_is_held_by_the_deletion_guard(world) -> None:  # type: ignore[no-untyped-def]
@@ -504,7 +505,8 @@ def test_a_batch_deprovisioning_too_many_users_is_held_by_the_deletion_guard(wor
     d.update_profile(other, {"title": "Still Changed"})
     publish(world["config"].kafka, d.log[mark:])
     result = once(world, 2)
-    assert [t["held_by_deletion_guard"] for t in result["targets"]] == [0, 5]
+    assert [t["parked"].get("guard", 0) for t in result["targets"]] == [0, 5]
+    assert [t["guard"]["decision"] for t in result["targets"]] == ["proceed", "park"]
 
     def login(u: str) -> str:
         return str(d.users[u]["profile"]["login"])
@@ -515,16 +517,17 @@ def test_a_batch_deprovisioning_too_many_users_is_held_by_the_deletion_guard(wor
     assert a[login(other)]["title"] == b[login(other)]["title"] == "Still Changed"  # goes on
     with StateStore(world["config"].state.resolved_url()) as store:
         assert store.parked("app-a") == []
-        parked = {p.okta_id: p.reason for p in store.parked("app-b")}
+        parked = {p.okta_id: p for p in store.parked("app-b")}
     assert set(parked) == set(leavers)
+    assert all(p.park_kind == "guard" for p in parked.values())
     assert all(
-        r.startswith("deletion guard: a batch would deprovision 5 of the 20")
-        for r in parked.values()
+        p.reason.startswith("deletion guard: a batch would deprovision 5 of the 20")
+        for p in parked.values()
     )
     # one leaver alone (1 of 20: 5%) passes
     mark = len(d.log)
     d.lifecycle(active[6], "deactivate")
     publish(world["config"].kafka, d.log[mark:])
     third = once(world, 3)
-    assert [t["held_by_deletion_guard"] for t in third["targets"]] == [0, 0]
+    assert [t["parked"].get("guard", 0) for t in third["targets"]] == [0, 0]
     assert scim_users(world["b"], world["token"])[login(active[6])]["active"] is False

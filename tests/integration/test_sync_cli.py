@@ -110,6 +110,19 @@ targets:
     for secret in ("emulator-token", token):
         assert secret not in first.stdout + first.stderr + third.stdout + third.stderr
 
+    # validated with great-expectations as the DAG does: two users sharing an email are
+    # quarantined (parked with that kind, left as they are), the rest goes on
+    one, other = sorted(u for u in d.user_ids if d.users[u]["status"] == "ACTIVE")[:2]
+    d.update_profile(one, {"email": d.users[other]["profile"]["email"], "title": "Dup"})
+    fourth = run_cli("sync", "--config", str(config), env=env)
+    assert fourth.returncode == 0, fourth.stdout + fourth.stderr
+    assert "data quality: 2 users" in fourth.stdout and "quarantined" in fourth.stdout
+    quarantined = {(p.target, p.okta_id, p.park_kind) for p in store.parked()}
+    assert ("app-a", one, "quarantined") in quarantined
+    assert ("app-a", other, "quarantined") in quarantined
+    a_users = {u["externalId"]: u for u in users_in(base_a, token)}
+    assert a_users[one]["title"] != "Dup" and a_users[one]["active"] is True  # left as is
+
 
 def test_a_configuration_error_is_one_line_naming_it_not_a_traceback(tmp_path: Path) -> None:
     config = tmp_path / "scimflow.yaml"
@@ -133,4 +146,13 @@ targets:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error:")
     assert "SCIMFLOW_TEST_STATE_URL_UNSET" in lines[0]
+    assert secret not in result.stderr + result.stdout
+
+    # the state store usable, Okta not answering: one line too, naming Okta
+    env["SCIMFLOW_TEST_STATE_URL_UNSET"] = f"sqlite:///{tmp_path / 'state.db'}"
+    result = run_cli("sync", "--config", str(config), env=env)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("error: Okta") and "cannot be reached" in lines[0]
     assert secret not in result.stderr + result.stdout

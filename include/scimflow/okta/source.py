@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import aiohttp
 import pandas as pd
 
 from scimflow.errors import OktaAuthError, OktaError, OktaPageError
@@ -272,6 +273,12 @@ class OktaSource:
         resp = None
         try:
             items, resp, err = await getattr(self._client, method)(*args, **kwargs)
+        except (OSError, TimeoutError, aiohttp.ClientError, AttributeError) as exc:
+            # no answer at all (the SDK itself trips over the missing response with an
+            # AttributeError): the org cannot be reached
+            raise OktaError(
+                method, f"{self.settings.org_url} cannot be reached ({type(exc).__name__})"
+            ) from exc
         finally:
             self.pacer.after(family, getattr(resp, "headers", None))
         return items, resp, err
@@ -332,7 +339,6 @@ class OktaSource:
         deprovisioned_task = asyncio.create_task(
             self.list_users(search='status eq "DEPROVISIONED"')
         )
-        groups = await self.list_groups()
         sem = asyncio.Semaphore(self.settings.concurrency)
 
         async def members(gid: str) -> list[dict[str, str]]:
@@ -342,6 +348,7 @@ class OktaSource:
                 ]
 
         try:
+            groups = await self.list_groups()
             member_lists = await asyncio.gather(*(members(g["id"]) for g in groups))
             users = await users_task + await deprovisioned_task
         except BaseException:
