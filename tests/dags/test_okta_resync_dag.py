@@ -141,15 +141,15 @@ def test_converges_from_empty_then_writes_nothing(airflow_db, dag, world) -> Non
     third = run(dag, world)
     assert str(third.state) == "success"
     assert victim["userName"] in {u["userName"] for u in users(world["a"], world["token"])}
-    applied = xcom(third, "sync_target", 0)["applied"]
-    assert applied.pop("create:applied") == 1
+    results = xcom(third, "sync_target", 0)["results"]
+    assert results.pop("create:applied") == 1
     # its direct reports now name the new SCIM id as their manager: one update each
     okta_id = next(u["id"] for u in d.users.values() if u["profile"]["login"] == victim["userName"])
     reports = sum(1 for u in d.users.values() if u["profile"].get("managerId") == okta_id)
-    assert reports > 0 and applied.pop("update:applied") == reports
+    assert reports > 0 and results.pop("update:applied") == reports
     # its groups now point at the new SCIM id: one add and one remove per group it is in
-    assert set(applied) <= {"members_add:applied", "members_remove:applied"}
-    assert applied.get("members_add:applied", 0) == applied.get("members_remove:applied", 0)
+    assert set(results) <= {"members_add:applied", "members_remove:applied"}
+    assert results.get("members_add:applied", 0) == results.get("members_remove:applied", 0)
 
 
 def test_a_record_failing_validation_is_quarantined_and_the_others_pushed(
