@@ -21,7 +21,7 @@ from scimflow.errors import (
     ScimRejectedError,
     ScimTransientError,
 )
-from scimflow.scim.client import Capabilities
+from scimflow.scim.client import PATCH_SCHEMA, Capabilities
 from scimflow.scim.plan import ENTERPRISE
 from scimflow.state.store import AuditEntry, Parked, ParkKind
 
@@ -55,6 +55,8 @@ class ModelTarget:
         self.rng = random.Random(seed)
         self.reject = {n.lower() for n in reject_user_names}
         self.writes = 0
+        # every write as the real client would send it: (method, path, body)
+        self.sent: list[tuple[str, str, dict[str, Any] | None]] = []
 
     def close(self) -> None:
         pass
@@ -66,10 +68,14 @@ class ModelTarget:
                 self.name, what, "injected 503 " + ("after" if after else "before"), status=503
             )
 
-    def _write(self, what: str, fn: Callable[[], T]) -> T:
+    def _write(
+        self, what: str, fn: Callable[[], T], body: dict[str, Any] | None = None
+    ) -> T:
         """One write, retried on an injected transient failure like the real client."""
         for attempt in range(1, self.max_attempts + 1):
             self.attempts += 1
+            method, _, path = what.partition(" ")
+            self.sent.append((method, path, copy.deepcopy(body)))
             try:
                 self._maybe_fail(what, after=False)
                 result = fn()
@@ -157,7 +163,7 @@ class ModelTarget:
             self.resources[endpoint][scim_id] = {**copy.deepcopy(payload), "id": scim_id}
             return {"id": scim_id}
 
-        return self._write(f"POST /{endpoint}", do)
+        return self._write(f"POST /{endpoint}", do, payload)
 
     def replace(self, endpoint: str, scim_id: str, payload: dict[str, Any]) -> None:
         def do() -> None:
@@ -165,7 +171,7 @@ class ModelTarget:
                 raise ScimNotFoundError(self.name, "PUT", "HTTP 404", status=404)
             self.resources[endpoint][scim_id] = {**copy.deepcopy(payload), "id": scim_id}
 
-        self._write(f"PUT /{endpoint}/{scim_id}", do)
+        self._write(f"PUT /{endpoint}/{scim_id}", do, {**payload, "id": scim_id})
 
     def patch(self, endpoint: str, scim_id: str, operations: list[dict[str, Any]]) -> None:
         def do() -> None:
@@ -192,7 +198,8 @@ class ModelTarget:
                 else:
                     r[path] = copy.deepcopy(op["value"])
 
-        self._write(f"PATCH /{endpoint}/{scim_id}", do)
+        body = {"schemas": [PATCH_SCHEMA], "Operations": operations}
+        self._write(f"PATCH /{endpoint}/{scim_id}", do, body)
 
     def delete(self, endpoint: str, scim_id: str) -> None:
         def do() -> None:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from scimflow.scim.config import TargetConfig
-    from scimflow.scim.mapping import DesiredGroup, DesiredUser
+    from scimflow.scim.plan import DesiredGroupLike, DesiredUserLike
 
 __all__ = ["BadRecord", "Desired", "OktaFrames", "Quarantine", "build_desired"]
 
@@ -50,8 +50,8 @@ class Desired:
     target's groups, which no group event would).
     """
 
-    users: Mapping[str, DesiredUser]
-    groups: Mapping[str, DesiredGroup] | None
+    users: Mapping[str, DesiredUserLike]
+    groups: Mapping[str, DesiredGroupLike] | None
     bad: tuple[BadRecord, ...] = ()
     deleted_users: frozenset[str] = frozenset()
 

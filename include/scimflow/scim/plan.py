@@ -45,6 +45,7 @@ __all__ = [
     "fingerprint",
     "managed_view",
     "manager_followup",
+    "member_batches",
     "plan_groups",
     "plan_users",
     "resolve_manager",
@@ -739,7 +740,7 @@ def plan_groups(
                 "externalId": okta_id,
                 "members": [],
             }
-            first, *rest = _batches(sorted(wanted_members), MEMBER_ADD_BATCH) or [()]
+            first, *rest = member_batches(sorted(wanted_members), MEMBER_ADD_BATCH) or [()]
             ops.append(
                 Operation("group_create", "Group", okta_id, None, payload=payload, members=first)
             )
@@ -766,9 +767,9 @@ def plan_groups(
                 )
             )
         have = {str(m.get("value")) for m in current.get("members") or [] if m.get("value")}
-        for batch in _batches(sorted(wanted_members - have), MEMBER_ADD_BATCH):
+        for batch in member_batches(sorted(wanted_members - have), MEMBER_ADD_BATCH):
             ops.append(Operation("members_add", "Group", okta_id, scim_id, members=batch))
-        for batch in _batches(sorted(have - wanted_members)):
+        for batch in member_batches(sorted(have - wanted_members)):
             ops.append(Operation("members_remove", "Group", okta_id, scim_id, members=batch))
     for okta_id in sorted(set(group_links) - set(desired)):
         scim_id = group_links[okta_id].scim_id
@@ -790,5 +791,6 @@ def plan_groups(
     return Plan(target, tuple(ops), managed_users=0)
 
 
-def _batches(ids: list[str], size: int = MEMBER_BATCH) -> list[tuple[str, ...]]:
+def member_batches(ids: list[str], size: int = MEMBER_BATCH) -> list[tuple[str, ...]]:
+    """``ids`` in batches of ``size``: the members one operation adds or removes."""
     return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]

@@ -54,6 +54,7 @@ from scimflow.scim.plan import (
     Plan,
     managed_view,
     manager_followup,
+    member_batches,
     plan_groups,
     plan_users,
     resolve_manager,
@@ -88,6 +89,15 @@ class Batch:
 
 
 Scope = Full | Batch
+
+
+@dataclass(frozen=True)
+class Members:
+    """A desired group with the members it gets in this target."""
+
+    okta_id: str
+    display_name: str
+    member_okta_ids: frozenset[str]
 
 
 def reconcile(
@@ -147,6 +157,8 @@ def reconcile(
             unmanaged=target_config.unmanaged_users if actual is not None else "ignore",
         )
         del actual
+        if isinstance(scope, Batch):
+            plan = _without_settled_deprovisions(client, plan)
         lap("plan_users")
 
         # 3. the deletion guard
@@ -185,7 +197,9 @@ def reconcile(
             report.plans.append(plan)
         else:
             if isinstance(scope, Batch) and want.deleted_users and decision.decision != "park":
-                gone = _gone_memberships(target_config, client, store, want.deleted_users)
+                gone = _gone_memberships(
+                    target_config, client, store, want.deleted_users, scope.group_ids
+                )
                 if gone:
                     report.planned.update(gone.counts())
                     _merge(report, executor.apply(gone, user_links={}))
@@ -278,6 +292,25 @@ def _read_back(
     return [managed_view(r) for r in lookup(keys)]
 
 
+def _without_settled_deprovisions(client: TargetClient, plan: Plan) -> Plan:
+    """A batch plans without the target's state: read each user it would deprovision,
+    and leave out those already inactive (deactivate) or gone (both), as a full
+    reconcile, which reads them all, does. Deprovisions are few; one GET each."""
+    keep: list[Operation] = []
+    for op in plan.operations:
+        if op.deprovisions and op.scim_id is not None:
+            try:
+                current = client.get("Users", op.scim_id)
+            except ScimNotFoundError:
+                continue
+            if op.action == "deactivate" and current.get("active") is False:
+                continue
+        keep.append(op)
+    if len(keep) == len(plan.operations):
+        return plan
+    return replace(plan, operations=tuple(keep))
+
+
 def _park_bad(
     store: Store,
     want: Desired,
@@ -345,7 +378,7 @@ def _groups(
         )
 
     desired = {
-        gid: replace(g, member_okta_ids=frozenset(m for m in g.member_okta_ids if is_member(m)))
+        gid: Members(g.okta_id, g.display_name, frozenset(filter(is_member, g.member_okta_ids)))
         for gid, g in want.groups.items()
     }
     group_links = store.links(name, "Group")
@@ -406,10 +439,12 @@ def _gone_memberships(
     client: TargetClient,
     store: Store,
     deleted: frozenset[str],
+    planned_groups: frozenset[str] = frozenset(),
 ) -> Plan | None:
     """Remove a batch's users deleted from Okta from the target's managed groups (found
     by a ``members.value`` filter: none when the target cannot filter). Okta dropped
-    their memberships, and no group event says so."""
+    their memberships, and no group event says so. The batch's own groups
+    (``planned_groups``) are left to the group plan, which removes them too."""
     if not target_config.push_groups or not client.capabilities.filter:
         return None
     name = target_config.name
@@ -418,7 +453,7 @@ def _gone_memberships(
     if not gone:
         return None
     managed = {link.scim_id: okta_id for okta_id, link in store.links(name, "Group").items()}
-    ops = []
+    leaving: dict[str, list[str]] = {}  # per managed group, its members deleted from Okta
     for scim_id in gone:
         try:
             found = client.groups_with_member(scim_id)
@@ -426,18 +461,21 @@ def _gone_memberships(
             # a target announcing filters may still refuse this one: the resync repairs
             log.warning("%s: cannot find the groups of deleted members: %s", name, exc)
             return None
-        ops += [
-            Operation(
-                "members_remove",
-                "Group",
-                managed[gid],
-                gid,
-                members=(scim_id,),
-                reason="member deleted from Okta",
-            )
-            for gid in found
-            if gid in managed
-        ]
+        for gid in found:
+            if gid in managed and managed[gid] not in planned_groups:
+                leaving.setdefault(gid, []).append(scim_id)
+    ops = [
+        Operation(
+            "members_remove",
+            "Group",
+            managed[gid],
+            gid,
+            members=batch,
+            reason="members deleted from Okta",
+        )
+        for gid, members in sorted(leaving.items(), key=lambda kv: managed[kv[0]])
+        for batch in member_batches(sorted(members))
+    ]
     return Plan(name, tuple(ops), managed_users=0) if ops else None
 
 
