@@ -119,3 +119,83 @@ def test_a_create_whose_answer_was_lost_is_retried_by_the_client_and_meets_409(
     found = bent.target.find_user(None, login)
     assert found is not None and found["userName"] == login
     assert bent.direct.get("/Users").json()["totalResults"] == 1
+
+
+# -- the engine against the bent server: converges, then plans nothing --------------------
+
+
+def _reconcile(bent: Bent, store: Any, users: Any, scope: Any) -> Any:
+    from scimflow.scim.config import TargetConfig
+    from scimflow.scim.desired import Desired as DesiredState
+    from scimflow.scim.reconcile import reconcile
+
+    config = TargetConfig.model_validate(
+        {
+            "name": "bent-app",
+            "base_url": "https://bent.example.test/v2",
+            "auth": {"type": "bearer", "token": {"env": "BENT_TOKEN"}},
+            "push_groups": False,
+        }
+    )
+    return reconcile(
+        config, DesiredState(users, None), store, bent.target, scope=scope, run_id="r", cause="t"
+    )
+
+
+def _writes(proxy: FaultProxy) -> int:
+    return sum(1 for method, _, _ in proxy.log if method in ("POST", "PUT", "PATCH", "DELETE"))
+
+
+def test_the_engine_converges_on_a_server_ignoring_paging_then_writes_nothing(
+    bent: Bent, tmp_path: Any
+) -> None:
+    from scimflow.scim.reconcile import Full
+    from scimflow.state.store import StateStore
+
+    from tests.support.desired import desired_user
+
+    users = {d.okta_id: d for d in (desired_user(i, "Engineer", "Sales", True) for i in range(12))}
+    bent.proxy.ignore_paging(page_size=5)  # the first five, whichever page is asked for
+    with StateStore(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        store.migrate()
+        first = _reconcile(bent, store, users, Full())
+        assert first.results == {"create:applied": 12}
+        # the second read meets the repeated page: read back by filter, never short
+        writes = _writes(bent.proxy)
+        second = _reconcile(bent, store, users, Full())
+        assert second.planned == {} and second.writes == 0
+        assert _writes(bent.proxy) == writes  # no write sent
+        # by hand, behind scimflow's back: a user's links lost; still no duplicate
+        store.drop_links("bent-app", "User", ["00u3"])
+        third = _reconcile(bent, store, users, Full())
+        assert third.results == {"link:linked": 1}
+    total = bent.direct.get("/Users", params={"count": 100}).json()["totalResults"]
+    assert total == 12
+
+
+def test_the_engine_links_logins_a_server_compares_case_sensitively_then_writes_nothing(
+    bent: Bent, tmp_path: Any
+) -> None:
+    from scimflow.scim.reconcile import Batch, Full
+    from scimflow.state.store import StateStore
+
+    from tests.support.desired import desired_user
+
+    users = {d.okta_id: d for d in (desired_user(i, "Engineer", "Sales", True) for i in range(6))}
+    for i in (1, 4):  # made by hand, the login in another case, no externalId of ours
+        bent.add_user(f"USER{i}@EXAMPLE.COM", f"hand-{i}")
+    bent.proxy.case_sensitive_user_names()
+    batch = Batch(frozenset(users), frozenset())
+    with StateStore(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        store.migrate()
+        # a batch does not read the target: two creates meet 409 and link the existing
+        first = _reconcile(bent, store, users, batch)
+        assert first.results == {"create:applied": 4, "create:linked": 2}, first.failed
+        assert store.parked("bent-app") == []
+        writes = _writes(bent.proxy)
+        assert not _reconcile(bent, store, users, batch).planned
+        assert not _reconcile(bent, store, users, Full()).planned
+        assert _writes(bent.proxy) == writes
+    listed = bent.direct.get("/Users", params={"count": 100}).json()["Resources"]
+    assert len(listed) == 6
+    assert {u["userName"].lower() for u in listed} == {f"user{i}@example.com" for i in range(6)}

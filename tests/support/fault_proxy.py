@@ -218,10 +218,17 @@ def _eq_clauses(filter_: str | None) -> list[tuple[str, str]]:
     return [(m.group(1), re.sub(r"\\(.)", r"\1", m.group(2))) for m in _EQ_CLAUSE.finditer(filter_)]
 
 
-def _without_start_index(query: str) -> str:
+def _without_start_index(query: str, page_size: int | None = None) -> str:
+    """The query without ``startIndex``; ``count`` capped at ``page_size`` when given (a
+    server with a page size of its own)."""
     pairs = parse_qsl(query, keep_blank_values=True)
     kept = [(k, v) for k, v in pairs if k.lower() != "startindex"]
-    return query if len(kept) == len(pairs) else urlencode(kept, quote_via=quote)
+    if page_size is not None:
+        kept = [
+            (k, str(min(int(v), page_size)) if k.lower() == "count" and v.isdigit() else v)
+            for k, v in kept
+        ]
+    return query if kept == pairs else urlencode(kept, quote_via=quote)
 
 
 def _matches_exactly(resource: dict[str, Any], clauses: list[tuple[str, str]]) -> bool:
@@ -339,6 +346,7 @@ class FaultProxy:
         self._after_forward: list[_Counted] = []
         self._delays: list[_Counted] = []
         self._ignore_paging: _Match | None = None
+        self._page_size: int | None = None
         self._case_sensitive: _Match | None = None
         self._requests = 0
         self._forwarded = 0
@@ -484,14 +492,18 @@ class FaultProxy:
         with self._lock:
             self._delays.append(rule)
 
-    def ignore_paging(self, path_contains: str | None = None) -> None:
+    def ignore_paging(
+        self, path_contains: str | None = None, *, page_size: int | None = None
+    ) -> None:
         """From now on, answer as a server that ignores ``startIndex``: GET requests are
         forwarded without it, so the upstream sends the first page whichever page was asked
         for; ``count`` is kept, and so is the upstream's true ``totalResults``.
+        ``page_size`` caps ``count`` as a server with its own page size does.
         ``clear()`` turns it off.
         """
         with self._lock:
             self._ignore_paging = _Match(frozenset({"GET"}), path_contains)
+            self._page_size = page_size
 
     def case_sensitive_user_names(self, path_contains: str | None = "/Users") -> None:
         """From now on, compare userName case-sensitively in filters, as some servers do.
@@ -601,7 +613,7 @@ class FaultProxy:
         url = self.upstream + raw_path.decode("latin-1")
         query = scope["query_string"].decode("latin-1")
         if decision.ignore_paging:
-            query = _without_start_index(query)
+            query = _without_start_index(query, self._page_size)
         if query:
             url += "?" + query
         clauses: list[tuple[str, str]] = []

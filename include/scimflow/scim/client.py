@@ -570,6 +570,20 @@ class ScimTarget:
             try:
                 yield from list(self._read_all(endpoint, what, {"filter": " or ".join(clauses)}))
                 return
+            except ScimIncompleteReadError:
+                # more matches than the server sends in a page, and it cannot page them:
+                # ask for half as many at a time (one clause matches one user or two)
+                half = len(clauses) // 2
+                logger.warning(
+                    "%s: %s: the answer to %d clauses cannot be paged; asking %d at a time",
+                    self.name,
+                    what,
+                    len(clauses),
+                    half,
+                )
+                yield from self._filter_any(endpoint, what, clauses[:half])
+                yield from self._filter_any(endpoint, what, clauses[half:])
+                return
             except ScimRejectedError as exc:
                 if exc.status != 400:
                     raise
