@@ -88,25 +88,17 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sync_child(args: argparse.Namespace) -> dict[str, Any]:
-    """``sync_from_snapshot`` for one target, keeping the report for its stage times."""
-    import scimflow.scim.sync as sync
-    from scimflow.resync import load_config, sync_from_snapshot
+    """The resync's reconcile of one target; the report gives its stage times."""
+    from scimflow.resync import load_config, reconcile_snapshot
 
-    reports: list[Any] = []
-    real = sync.sync_target
-
-    def keep(*a: Any, **kw: Any) -> Any:
-        reports.append(real(*a, **kw))
-        return reports[-1]
-
-    sync.sync_target = keep  # sync_from_snapshot imports it from the module when called
     config = load_config(args.config)
     t0 = time.monotonic()
-    summary = sync_from_snapshot(config, args.target, Path(args.snapshot), run_id=args.run_id)
+    report = reconcile_snapshot(config, args.target, Path(args.snapshot), run_id=args.run_id)
     wall = time.monotonic() - t0
+    summary = report.to_xcom()
     summary.pop("plan", None)
-    stages = dict(reports[0].stages)
-    stages["load"] = round(wall - reports[0].seconds, 3)  # Parquet, quarantine, state store
+    stages = dict(report.stages)
+    stages["load"] = round(wall - report.seconds, 3)  # Parquet, quarantine, state store
     return {**summary, "wall": wall, "stages": stages}
 
 
@@ -367,7 +359,7 @@ def bench(size: int, groups: int, raw: bool) -> dict[str, Any]:
                 if name == "empty":
                     out["server_mib"] = [s.rss_mib() for s in servers]
                     creates = [
-                        int(s["applied"].get("create:applied", 0)) for s in out[name]["syncs"]
+                        int(s["results"].get("create:applied", 0)) for s in out[name]["syncs"]
                     ]
                     if raw and max(creates):
                         print(f"   raw capacity: {max(creates):,} bare POSTs ...", flush=True)
@@ -488,7 +480,7 @@ def table(results: list[dict[str, Any]]) -> None:
         if r.get("raw_post"):
             raw_wall = max(x["wall"] for x in r["raw_post"])
             for s in r["empty"]["syncs"]:
-                creates = int(s["applied"].get("create:applied", 0))
+                creates = int(s["results"].get("create:applied", 0))
                 apply = s["stages"]["apply_users"]
                 print(
                     f"{n:,}: {s['target']}: {creates:,} creates applied in {apply:.1f} s "

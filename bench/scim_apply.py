@@ -103,7 +103,6 @@ def apply_rate(base: str, desired: dict, concurrency: int, state_dir: Path) -> t
         run_id="bench",
         cause="bench",
         concurrency=concurrency,
-        requests_per_second=10_000,
     ).apply(plan)
     elapsed = time.monotonic() - t0
     target.close()
