@@ -16,8 +16,15 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from scimflow.okta.emulator.server import EmulatorServer
+    from scimflow.services import KafkaBroker, PostgresServer, ScimServer, Stack
+
+    from tests.support.fixtures import ScimTenant, StartEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="scimflow-tests-"))
@@ -62,7 +69,7 @@ _airflow_environment()
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:  # noqa: F821 - imported lazily
+def stack() -> Iterator[Stack]:
     """The session's services (not started: ask for ``kafka``, ``postgres`` or ``scim_targets``)."""
     from scimflow.services import ServicesSettings, Stack
 
@@ -89,19 +96,19 @@ def stack() -> Iterator[Stack]:  # noqa: F821 - imported lazily
 
 
 @pytest.fixture(scope="session")
-def kafka(stack):  # type: ignore[no-untyped-def]
+def kafka(stack: Stack) -> KafkaBroker:
     stack.kafka.start()
     return stack.kafka
 
 
 @pytest.fixture(scope="session")
-def postgres(stack):  # type: ignore[no-untyped-def]
+def postgres(stack: Stack) -> PostgresServer:
     stack.postgres.start()
     return stack.postgres
 
 
 @pytest.fixture(scope="session")
-def scim_targets(stack):  # type: ignore[no-untyped-def]
+def scim_targets(stack: Stack) -> list[ScimServer]:
     servers = [stack.scim(name) for name in stack.settings.scim_ports]
     for server in servers:
         server.start()
@@ -109,17 +116,31 @@ def scim_targets(stack):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture()
-def okta_emulator():  # type: ignore[no-untyped-def]
+def okta_emulator() -> Iterator[StartEmulator]:
     """Start an Okta emulator (a real HTTP server on loopback): ``okta_emulator(users=..)``."""
     from scimflow.okta.emulator.server import EmulatorServer, make_state
 
-    servers = []
+    servers: list[EmulatorServer] = []
 
     def start(
-        *, users: int = 50, groups: int = 5, seed: int = 1, token: str = "emulator-token", **kw
-    ):  # type: ignore[no-untyped-def]
+        *,
+        users: int = 50,
+        groups: int = 5,
+        seed: int = 1,
+        token: str = "emulator-token",
+        time_scale: float = 1.0,
+        logs_limit: int | None = None,
+    ) -> EmulatorServer:
         port = _free_port()
-        state = make_state(users=users, groups=groups, seed=seed, token=token, port=port, **kw)
+        state = make_state(
+            users=users,
+            groups=groups,
+            seed=seed,
+            token=token,
+            port=port,
+            time_scale=time_scale,
+            logs_limit=logs_limit,
+        )
         server = EmulatorServer(state, port=port).__enter__()
         servers.append(server)
         return server
@@ -130,7 +151,7 @@ def okta_emulator():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def _tenant_server(stack):  # type: ignore[no-untyped-def]
+def _tenant_server(stack: Stack) -> Iterator[tuple[int, str]]:
     """One scim2-server with dynamic tenants: each test gets an empty store of its own."""
     import sys
 
@@ -146,7 +167,7 @@ def _tenant_server(stack):  # type: ignore[no-untyped-def]
         marker=f"--port {port}",
     )
     exe = str(Path(sys.executable).parent / "scim2-server")
-    proc.start([exe, "--port", str(port), "--bearer-token", token, "--dynamic-tenants"])
+    proc.start([exe, "--port", str(port), f"--bearer-token={token}", "--dynamic-tenants"])
     import httpx
 
     def up() -> bool:
@@ -166,7 +187,7 @@ def _tenant_server(stack):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture()
-def scim_tenant(_tenant_server):  # type: ignore[no-untyped-def]
+def scim_tenant(_tenant_server: tuple[int, str]) -> ScimTenant:
     """(base URL, token) of a fresh, empty SCIM target."""
     import uuid
 
@@ -174,13 +195,14 @@ def scim_tenant(_tenant_server):  # type: ignore[no-untyped-def]
     return f"http://127.0.0.1:{port}/t{uuid.uuid4().hex[:12]}/v2", token
 
 
-def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
     """No process started by the tests outlives them: report and stop any left behind."""
     from scimflow.services import process
 
     for pid, child in list(process._CHILDREN.items()):
         if child.poll() is None:
-            print(f"\nleft running at the end of the tests, stopping: pid {pid} {child.args[:3]}")
+            argv = child.args[:3] if isinstance(child.args, list) else child.args
+            print(f"\nleft running at the end of the tests, stopping: pid {pid} {argv!r}")
             child.terminate()
             try:
                 child.wait(30)

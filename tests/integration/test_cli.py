@@ -6,13 +6,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from scimflow.services import KafkaBroker, PostgresServer, ScimServer, Stack
 
 pytestmark = pytest.mark.integration
 
 
-def _run(stack, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+def _run(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     s = stack.settings
     env = dict(os.environ)
     env.update(
@@ -38,7 +42,9 @@ def _row(output: str, name: str) -> str:
     return next(line for line in output.splitlines() if f" {name} " in line)
 
 
-def test_status_up_down_round_trip(stack, kafka, postgres, scim_targets) -> None:  # type: ignore[no-untyped-def]
+def test_status_up_down_round_trip(
+    stack: Stack, kafka: KafkaBroker, postgres: PostgresServer, scim_targets: list[ScimServer]
+) -> None:
     status = _run(stack, "status", "kafka", "postgres", "scim-a", "scim-b")
     assert status.returncode == 0, status.stdout + status.stderr
     for name in ("kafka", "postgres", "scim-a", "scim-b"):
@@ -66,17 +72,18 @@ def test_status_up_down_round_trip(stack, kafka, postgres, scim_targets) -> None
     assert scim_targets[1].status().healthy
 
 
-def test_an_unknown_service_is_refused(stack) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_service_is_refused(stack: Stack) -> None:
     result = _run(stack, "up", "zookeeper")
     assert result.returncode == 2
     assert "unknown service zookeeper" in result.stdout + result.stderr
 
 
-def test_the_okta_emulator_service_and_the_stack_configuration(stack) -> None:  # type: ignore[no-untyped-def]
+def test_the_okta_emulator_service_and_the_stack_configuration(stack: Stack) -> None:
     from scimflow.scim.config import load_config
-    from scimflow.services.okta import stack_environment, write_stack_config
+    from scimflow.services.okta import OktaEmulator, stack_environment, write_stack_config
 
     okta = stack.services["okta"]
+    assert isinstance(okta, OktaEmulator)
     assert okta.start() is True
     status = _run(stack, "status", "okta")
     assert status.returncode == 0, status.stdout + status.stderr

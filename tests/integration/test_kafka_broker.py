@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from scimflow.services import EVENTS_DLQ_TOPIC, EVENTS_TOPIC, ensure_topics
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message
+    from scimflow.services import KafkaBroker
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +36,7 @@ def _produce(bootstrap: str, topic: str, values: list[str]) -> None:
     producer = _producer(bootstrap)
     errors: list[str] = []
 
-    def on_delivery(err, _msg):  # type: ignore[no-untyped-def]
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             errors.append(str(err))
 
@@ -51,11 +56,13 @@ def _poll(consumer: Consumer, count: int, timeout: float = 30.0) -> list[str]:
         if msg is None:
             continue
         assert msg.error() is None, msg.error()
-        got.append(msg.value().decode())
+        value = msg.value()
+        assert value is not None
+        got.append(value.decode())
     return got
 
 
-def test_services_up_created_the_event_topics(kafka) -> None:
+def test_services_up_created_the_event_topics(kafka: KafkaBroker) -> None:
     from confluent_kafka.admin import AdminClient
 
     meta = AdminClient({"bootstrap.servers": kafka.address}).list_topics(timeout=10)
@@ -65,7 +72,7 @@ def test_services_up_created_the_event_topics(kafka) -> None:
     assert ensure_topics(kafka.address, {EVENTS_TOPIC: 3, EVENTS_DLQ_TOPIC: 1}) == []
 
 
-def test_committed_offsets_survive_a_broker_restart(kafka) -> None:
+def test_committed_offsets_survive_a_broker_restart(kafka: KafkaBroker) -> None:
     topic = f"test.restart.{uuid.uuid4().hex[:8]}"
     group = f"test-group-{uuid.uuid4().hex[:8]}"
     assert ensure_topics(kafka.address, {topic: 1}) == [topic]
@@ -96,7 +103,7 @@ def test_committed_offsets_survive_a_broker_restart(kafka) -> None:
     assert rest == values[8:]
 
 
-def test_start_is_idempotent(kafka) -> None:
+def test_start_is_idempotent(kafka: KafkaBroker) -> None:
     pid = kafka.process.pid()
     assert kafka.start() is False
     assert kafka.process.pid() == pid

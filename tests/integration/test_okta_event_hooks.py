@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -15,6 +15,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from scimflow.okta.emulator.server import EmulatorServer
+
+    from tests.support.fixtures import StartEmulator
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +65,7 @@ class HookEndpoint:
 
 
 @pytest.fixture()
-def endpoint():  # type: ignore[no-untyped-def]
+def endpoint() -> Iterator[HookEndpoint]:
     ep = HookEndpoint()
     ep.thread.start()
     started = wait_until(
@@ -70,14 +77,16 @@ def endpoint():  # type: ignore[no-untyped-def]
     ep.thread.join(5)
 
 
-def configure(server, endpoint, **settings: Any) -> httpx.Response:  # type: ignore[no-untyped-def]
+def configure(server: EmulatorServer, endpoint: HookEndpoint, **settings: Any) -> httpx.Response:
     body = {"url": endpoint.url, "auth_value": SECRET, "batch_wait": 0.05, **settings}
     return httpx.post(
         f"{server.url}/emulator/hooks", json=body, headers={"Authorization": "SSWS emulator-token"}
     )
 
 
-def test_verification_then_batched_deliveries_with_the_auth_header(okta_emulator, endpoint) -> None:  # type: ignore[no-untyped-def]
+def test_verification_then_batched_deliveries_with_the_auth_header(
+    okta_emulator: StartEmulator, endpoint: HookEndpoint
+) -> None:
     server = okta_emulator(users=20, groups=2)
     assert configure(server, endpoint, batch_size=10).status_code == 200
     assert len(endpoint.verifications) == 1
@@ -97,14 +106,18 @@ def test_verification_then_batched_deliveries_with_the_auth_header(okta_emulator
     assert got[0]["target"][0]["id"] == d.user_ids[0]
 
 
-def test_a_failed_verification_is_refused(okta_emulator, endpoint) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_verification_is_refused(
+    okta_emulator: StartEmulator, endpoint: HookEndpoint
+) -> None:
     server = okta_emulator()
     bad = configure(server, endpoint, url=endpoint.url.replace("/okta/hooks", "/nowhere"))
     assert bad.status_code == 400
     assert "verification failed" in bad.json()["errorSummary"]
 
 
-def test_at_least_once_and_out_of_order(okta_emulator, endpoint) -> None:  # type: ignore[no-untyped-def]
+def test_at_least_once_and_out_of_order(
+    okta_emulator: StartEmulator, endpoint: HookEndpoint
+) -> None:
     server = okta_emulator(users=40, groups=2)
     configure(server, endpoint, batch_size=8, duplicate_rate=0.3, reorder=True, seed=7)
     d = server.state.directory
@@ -121,7 +134,9 @@ def test_at_least_once_and_out_of_order(okta_emulator, endpoint) -> None:  # typ
     assert first_seen != sent  # not in published order
 
 
-def test_a_5xx_or_a_timeout_is_retried_once_and_a_4xx_is_not(okta_emulator, endpoint) -> None:  # type: ignore[no-untyped-def]
+def test_a_5xx_or_a_timeout_is_retried_once_and_a_4xx_is_not(
+    okta_emulator: StartEmulator, endpoint: HookEndpoint
+) -> None:
     server = okta_emulator(users=10, groups=1)
     configure(server, endpoint, batch_size=100, timeout=1.0)
     d = server.state.directory
@@ -150,7 +165,9 @@ def test_a_5xx_or_a_timeout_is_retried_once_and_a_4xx_is_not(okta_emulator, endp
     assert len(endpoint.posts) == 7 and hooks.stats()["batches_failed"] == 2
 
 
-def test_dropped_deliveries_stay_in_the_system_log(okta_emulator, endpoint) -> None:  # type: ignore[no-untyped-def]
+def test_dropped_deliveries_stay_in_the_system_log(
+    okta_emulator: StartEmulator, endpoint: HookEndpoint
+) -> None:
     server = okta_emulator(users=10, groups=1)
     configure(server, endpoint, drop=True)
     d = server.state.directory
@@ -163,7 +180,9 @@ def test_dropped_deliveries_stay_in_the_system_log(okta_emulator, endpoint) -> N
     assert len(d.log) == before + 5
 
 
-def test_churn_mutates_like_an_organisation(okta_emulator, endpoint) -> None:  # type: ignore[no-untyped-def]
+def test_churn_mutates_like_an_organisation(
+    okta_emulator: StartEmulator, endpoint: HookEndpoint
+) -> None:
     from scimflow.okta.emulator.churn import ChurnDriver
 
     server = okta_emulator(users=200, groups=10)
@@ -188,7 +207,9 @@ def test_churn_mutates_like_an_organisation(okta_emulator, endpoint) -> None:  #
     assert published == sorted(published) and len(set(published)) == len(published)
 
 
-def test_okta_write_endpoints_mutate_and_notify(okta_emulator, endpoint) -> None:  # type: ignore[no-untyped-def]
+def test_okta_write_endpoints_mutate_and_notify(
+    okta_emulator: StartEmulator, endpoint: HookEndpoint
+) -> None:
     server = okta_emulator(users=5, groups=1)
     configure(server, endpoint)
     d = server.state.directory

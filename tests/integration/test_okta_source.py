@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from scimflow.errors import OktaAuthError, OktaPageError
 from scimflow.okta.emulator.ratelimit import ENTERPRISE_LIMITS
 from scimflow.okta.source import OktaSettings, OktaSource
 
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from scimflow.okta.emulator.server import EmulatorServer
+
+    from tests.support.fixtures import StartEmulator
+
 pytestmark = pytest.mark.integration
 
 
-def run(server, coro_fn, *, token: str = "emulator-token", **settings: Any):  # type: ignore[no-untyped-def]
-    async def go():  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def run(
+    server: EmulatorServer,
+    coro_fn: Callable[[OktaSource], Awaitable[T]],
+    *,
+    token: str = "emulator-token",
+    **settings: Any,
+) -> tuple[T, OktaSource]:
+    async def go() -> tuple[T, OktaSource]:
         async with OktaSource(OktaSettings(org_url=server.url, token=token, **settings)) as source:
             return await coro_fn(source), source
 
     return asyncio.run(go())
 
 
-def test_export_pages_through_every_user_group_and_membership(okta_emulator) -> None:  # type: ignore[no-untyped-def]
+def test_export_pages_through_every_user_group_and_membership(okta_emulator: StartEmulator) -> None:
     server = okta_emulator(users=230, groups=12)
     d = server.state.directory
     export, _ = run(server, lambda s: s.export(), page_size=20)
@@ -44,7 +60,7 @@ def test_export_pages_through_every_user_group_and_membership(okta_emulator) -> 
     assert export.requests >= -(-active // 20) + 1 + len(d.groups)
 
 
-def test_a_long_export_paces_itself_instead_of_hitting_429(okta_emulator) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_export_paces_itself_instead_of_hitting_429(okta_emulator: StartEmulator) -> None:
     # users list: 8 requests a 1.5 s window; the export needs about 19 of them
     limits = {**ENTERPRISE_LIMITS, "users_list_create": 8}
     server = okta_emulator(users=150, groups=2, time_scale=40)
@@ -55,7 +71,9 @@ def test_a_long_export_paces_itself_instead_of_hitting_429(okta_emulator) -> Non
     assert source.pacer.waited > 0.5
 
 
-def test_the_emulator_answers_429_with_okta_headers_when_pushed(okta_emulator) -> None:  # type: ignore[no-untyped-def]
+def test_the_emulator_answers_429_with_okta_headers_when_pushed(
+    okta_emulator: StartEmulator,
+) -> None:
     import httpx
 
     server = okta_emulator(users=5, groups=1)
@@ -71,7 +89,7 @@ def test_the_emulator_answers_429_with_okta_headers_when_pushed(okta_emulator) -
     assert refused.headers["Date"]
 
 
-def test_a_bad_token_is_a_clear_error_without_the_token(okta_emulator) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_token_is_a_clear_error_without_the_token(okta_emulator: StartEmulator) -> None:
     server = okta_emulator()
     with pytest.raises(OktaAuthError) as info:
         run(server, lambda s: s.export(), token="not-the-token-xyz")
@@ -79,7 +97,7 @@ def test_a_bad_token_is_a_clear_error_without_the_token(okta_emulator) -> None: 
     assert "not-the-token-xyz" not in str(info.value)
 
 
-def test_a_failed_page_in_the_middle_fails_the_export(okta_emulator) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_page_in_the_middle_fails_the_export(okta_emulator: StartEmulator) -> None:
     from scimflow.okta.emulator.app import Fault
 
     server = okta_emulator(users=120, groups=2)
@@ -90,7 +108,9 @@ def test_a_failed_page_in_the_middle_fails_the_export(okta_emulator) -> None:  #
     assert info.value.status == 500
 
 
-def test_hydration_returns_current_state_and_deleted_users_as_deprovisioned(okta_emulator) -> None:  # type: ignore[no-untyped-def]
+def test_hydration_returns_current_state_and_deleted_users_as_deprovisioned(
+    okta_emulator: StartEmulator,
+) -> None:
     server = okta_emulator(users=60, groups=2)
     d = server.state.directory
     since = d.now()
@@ -110,7 +130,7 @@ def test_hydration_returns_current_state_and_deleted_users_as_deprovisioned(okta
     assert rows.loc[untouched, "status"] == "ACTIVE" and not bool(rows.loc[untouched, "deleted"])
 
 
-def test_hydration_picks_a_search_for_many_changes(okta_emulator) -> None:  # type: ignore[no-untyped-def]
+def test_hydration_picks_a_search_for_many_changes(okta_emulator: StartEmulator) -> None:
     server = okta_emulator(users=400, groups=2)
     d = server.state.directory
     since = d.now()
@@ -128,7 +148,7 @@ def test_hydration_picks_a_search_for_many_changes(okta_emulator) -> None:  # ty
     assert source.pacer.requests == 5
 
 
-def test_system_log_window_follows_next_to_the_end(okta_emulator) -> None:  # type: ignore[no-untyped-def]
+def test_system_log_window_follows_next_to_the_end(okta_emulator: StartEmulator) -> None:
     server = okta_emulator(users=30, groups=3)
     d = server.state.directory
     before = [d.create_user(d.random_profile()) for _ in range(3)]
@@ -144,7 +164,7 @@ def test_system_log_window_follows_next_to_the_end(okta_emulator) -> None:  # ty
     assert source.pacer.requests >= len(events) // 7
 
 
-def test_group_hydration_with_members_and_deleted_groups(okta_emulator) -> None:  # type: ignore[no-untyped-def]
+def test_group_hydration_with_members_and_deleted_groups(okta_emulator: StartEmulator) -> None:
     server = okta_emulator(users=40, groups=4)
     d = server.state.directory
     kept, renamed, gone = d.group_ids[:3]
@@ -162,7 +182,7 @@ def test_group_hydration_with_members_and_deleted_groups(okta_emulator) -> None:
     assert (kept, newcomer) in got
 
 
-def test_system_log_polling_query_always_has_a_next_link(okta_emulator) -> None:  # type: ignore[no-untyped-def]
+def test_system_log_polling_query_always_has_a_next_link(okta_emulator: StartEmulator) -> None:
     import httpx
 
     server = okta_emulator(users=5, groups=1)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from scimflow.services import PostgresServer
 
 pytestmark = pytest.mark.integration
 
 
-def test_round_trip_through_the_scimflow_database(postgres) -> None:
+def test_round_trip_through_the_scimflow_database(postgres: PostgresServer) -> None:
     engine = sa.create_engine(postgres.url())
     meta = sa.MetaData()
     links = sa.Table(
@@ -45,7 +50,7 @@ def test_round_trip_through_the_scimflow_database(postgres) -> None:
         engine.dispose()
 
 
-def test_wrong_password_is_refused(postgres) -> None:
+def test_wrong_password_is_refused(postgres: PostgresServer) -> None:
     url = sa.make_url(postgres.url()).set(password="not-the-password")
     engine = sa.create_engine(url)
     with pytest.raises(sa.exc.OperationalError) as info:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 import sqlalchemy as sa
 from scimflow.errors import PreflightError
 from scimflow.preflight import check_kafka, check_scim_target, check_state_store
 from scimflow.services import EVENTS_DLQ_TOPIC, EVENTS_TOPIC
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from scimflow.services import KafkaBroker, PostgresServer, ScimServer
+
 pytestmark = pytest.mark.integration
 
 
-def test_kafka_reports_partitions_and_names_missing_topics(kafka) -> None:  # type: ignore[no-untyped-def]
+def test_kafka_reports_partitions_and_names_missing_topics(kafka: KafkaBroker) -> None:
     report = check_kafka(kafka.address, [EVENTS_TOPIC, EVENTS_DLQ_TOPIC])
     assert report["partitions"] == {
         EVENTS_TOPIC: kafka.settings.kafka_partitions,
@@ -21,7 +28,9 @@ def test_kafka_reports_partitions_and_names_missing_topics(kafka) -> None:  # ty
         check_kafka(kafka.address, [EVENTS_TOPIC, "okta.nope"])
 
 
-def test_state_store_ok_and_a_bad_password_fails_without_showing_it(postgres) -> None:  # type: ignore[no-untyped-def]
+def test_state_store_ok_and_a_bad_password_fails_without_showing_it(
+    postgres: PostgresServer,
+) -> None:
     report = check_state_store(postgres.url())
     assert report["dialect"] == "postgresql"
     assert postgres.password() not in str(report)
@@ -36,11 +45,11 @@ def test_state_store_ok_and_a_bad_password_fails_without_showing_it(postgres) ->
     assert "wrong-password-123" not in str(info.value)
 
 
-def test_sqlite_state_store(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_state_store(tmp_path: Path) -> None:
     assert check_state_store(f"sqlite:///{tmp_path / 'state.db'}")["dialect"] == "sqlite"
 
 
-def test_scim_target_capabilities_and_refused_token(scim_targets) -> None:  # type: ignore[no-untyped-def]
+def test_scim_target_capabilities_and_refused_token(scim_targets: list[ScimServer]) -> None:
     server = scim_targets[0]
     report = check_scim_target("scim-a", server.address, server.token())
     assert report["patch"] is True and report["bulk"] is True

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -23,6 +23,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from scimflow.receiver import create_app
 from scimflow.scim.config import KafkaConfig, ReceiverConfig, SecretRef
 from scimflow.services.process import wait_until
+
+if TYPE_CHECKING:
+    from confluent_kafka import Message
+    from scimflow.services import KafkaBroker, Stack
+    from starlette.applications import Starlette
+
+    from tests.support.fixtures import StartEmulator
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +48,7 @@ def _free_port() -> int:
 class ReceiverServer:
     """The real app (real producer, topics created at start) under uvicorn, in a thread."""
 
-    def __init__(self, app: Any, port: int) -> None:
+    def __init__(self, app: Starlette, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
         config = uvicorn.Config(
             app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
@@ -65,7 +72,9 @@ class ReceiverServer:
         self.thread.join(timeout=30)
 
 
-def _config(kafka_address: str, topic: str, port: int, **receiver: Any) -> tuple[Any, Any]:
+def _config(
+    kafka_address: str, topic: str, port: int, **receiver: Any
+) -> tuple[ReceiverConfig, KafkaConfig]:
     rcv = ReceiverConfig(port=port, path=PATH, secret=SecretRef(env=SECRET_ENV), **receiver)
     kafka = KafkaConfig(
         bootstrap_servers=kafka_address, topic=topic, dlq_topic=f"{topic}.dlq", partitions=3
@@ -75,8 +84,8 @@ def _config(kafka_address: str, topic: str, port: int, **receiver: Any) -> tuple
 
 @pytest.fixture()
 def receiver(
-    kafka, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[ReceiverServer, KafkaConfig]]:  # type: ignore[no-untyped-def]
+    kafka: KafkaBroker, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[ReceiverServer, KafkaConfig]]:
     monkeypatch.setenv(SECRET_ENV, SECRET)
     port = _free_port()
     rcv, kcfg = _config(kafka.address, f"test.receiver.{uuid.uuid4().hex[:8]}", port)
@@ -110,7 +119,7 @@ def _hook(events: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _consume(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[Any]:
+def _consume(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[Message]:
     """Read every partition of ``topic`` from the start until ``count`` records came, then
     a second more, long enough to show a duplicate."""
     consumer = Consumer(
@@ -122,7 +131,7 @@ def _consume(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> l
     )
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    got: list[Any] = []
+    got: list[Message] = []
     deadline = time.monotonic() + timeout
     grace: float | None = None
     try:
@@ -140,11 +149,17 @@ def _consume(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> l
     return got
 
 
-def _headers(msg: Any) -> dict[str, bytes]:
-    return dict(msg.headers() or [])
+def _headers(msg: Message) -> dict[str, bytes]:
+    headers = msg.headers() or []  # a consumed message's: a list of (name, value) pairs
+    assert isinstance(headers, list)
+    pairs = [(name, value) for name, value in headers if isinstance(value, bytes)]
+    assert len(pairs) == len(headers), headers  # the receiver sends every header with a value
+    return dict(pairs)
 
 
-def test_a_batch_lands_once_keyed_with_its_headers(kafka, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_lands_once_keyed_with_its_headers(
+    kafka: KafkaBroker, receiver: tuple[ReceiverServer, KafkaConfig]
+) -> None:
     server, kcfg = receiver
     challenge = httpx.get(
         f"{server.url}{PATH}", headers={**AUTH, "X-Okta-Verification-Challenge": "c-1"}
@@ -184,7 +199,9 @@ def test_a_batch_lands_once_keyed_with_its_headers(kafka, receiver) -> None:  # 
     # one entity, one partition: its events keep their order
     a_events = [m for m in got if m.key() == b"00uA"]
     assert len({m.partition() for m in a_events}) == 1
-    assert [_headers(m)["uuid"].decode() for m in sorted(a_events, key=lambda m: m.offset())] == [
+    assert [
+        _headers(m)["uuid"].decode() for m in sorted(a_events, key=lambda m: m.offset() or 0)
+    ] == [
         events[0]["uuid"],
         events[1]["uuid"],
     ]
@@ -199,7 +216,9 @@ def test_a_batch_lands_once_keyed_with_its_headers(kafka, receiver) -> None:  # 
     assert 'scimflow_receiver_events_dead_lettered_total{reason="no_group_target"} 1' in text
 
 
-def test_kafka_down_answers_503_and_back_up_stores_again(kafka, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_kafka_down_answers_503_and_back_up_stores_again(
+    kafka: KafkaBroker, receiver: tuple[ReceiverServer, KafkaConfig]
+) -> None:
     server, kcfg = receiver
     url = f"{server.url}{PATH}"
     first = [_event("user.lifecycle.create", [_user(f"00u{i}")]) for i in range(3)]
@@ -241,8 +260,12 @@ def test_kafka_down_answers_503_and_back_up_stores_again(kafka, receiver) -> Non
     assert 'scimflow_receiver_batches_failed_total{reason="timeout"} 1' in text
 
 
-def test_the_emulator_delivers_its_hooks_through_the_receiver_to_kafka(  # type: ignore[no-untyped-def]
-    kafka, stack, okta_emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_emulator_delivers_its_hooks_through_the_receiver_to_kafka(
+    kafka: KafkaBroker,
+    stack: Stack,
+    okta_emulator: StartEmulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """connect_hooks wires a (local) emulator to the receiver: verification, then batches."""
     from scimflow.services import OktaEmulator, Receiver, connect_hooks
@@ -271,12 +294,14 @@ def test_the_emulator_delivers_its_hooks_through_the_receiver_to_kafka(  # type:
         stats = server.state.hooks.stats()
         assert stats["batches_failed"] == 0 and stats["events_delivered"] == 2
     got = _consume(kafka.address, kcfg.topic, 2)
-    assert sorted((_headers(m)["eventType"].decode(), m.key().decode()) for m in got) == sorted(
-        [("user.account.update_profile", uid), (membership, gid)]
-    )
+    assert sorted(
+        (_headers(m)["eventType"].decode(), (m.key() or b"").decode()) for m in got
+    ) == sorted([("user.account.update_profile", uid), (membership, gid)])
 
 
-def test_the_receiver_service_runs_the_command(kafka, stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_receiver_service_runs_the_command(
+    kafka: KafkaBroker, stack: Stack, tmp_path: Path
+) -> None:
     """``scimflow receiver`` as the stack runs it: healthy by /readyz, verifies, stops."""
     from scimflow.services import Receiver
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -18,11 +18,16 @@ from scimflow.state.store import StateStore
 
 from tests.support.desired import Desired, DesiredGroup, desired_user
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tests.support.fixtures import ScimTenant
+
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def target(scim_tenant):  # type: ignore[no-untyped-def]
+def target(scim_tenant: ScimTenant) -> Iterator[ScimTarget]:
     base_url, token = scim_tenant
     t = ScimTarget("app", base_url, headers={"Authorization": f"Bearer {token}"})
     t.discover()
@@ -98,7 +103,9 @@ def test_converge_from_empty_then_nothing_to_do(target: ScimTarget, store: State
     assert not again
 
 
-def test_drift_made_by_hand_is_repaired(target: ScimTarget, store: StateStore, scim_tenant) -> None:  # type: ignore[no-untyped-def]
+def test_drift_made_by_hand_is_repaired(
+    target: ScimTarget, store: StateStore, scim_tenant: ScimTenant
+) -> None:
     desired = people(6)
     sync(target, store, desired)
     links = store.links("app", "User")
@@ -192,8 +199,8 @@ def test_the_audit_log_fails_to_verify_after_a_row_is_altered(
 
 
 def test_transient_5xx_and_429_between_client_and_server_are_retried(
-    scim_tenant, store: StateStore
-) -> None:  # type: ignore[no-untyped-def]
+    scim_tenant: ScimTenant, store: StateStore
+) -> None:
     from tests.support.fault_proxy import FaultProxy
 
     base_url, token = scim_tenant

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -16,11 +17,14 @@ from scimflow.errors import StateStoreError
 from scimflow.state import AuditEntry, StateStore
 from scimflow.state.store import ParkKind
 
+if TYPE_CHECKING:
+    from scimflow.services import PostgresServer
+
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def pg_url(postgres) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
     admin = sa.create_engine(postgres.url(), isolation_level="AUTOCOMMIT")
     name = f"scimflow_state_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:

@@ -7,13 +7,16 @@ Each test has topics and a consumer group of its own, so nothing here touches
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from confluent_kafka import Producer
 from scimflow.scim.config import KafkaConfig
 from scimflow.services import ensure_topics
 from scimflow.stream.kafka import commit, lag, publish, read_batch
+
+if TYPE_CHECKING:
+    from scimflow.services import KafkaBroker
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +31,7 @@ def _event(uid: str) -> dict[str, Any]:
 
 
 @pytest.fixture()
-def config(kafka) -> KafkaConfig:  # type: ignore[no-untyped-def]
+def config(kafka: KafkaBroker) -> KafkaConfig:
     name = f"test.stream.{uuid.uuid4().hex[:8]}"
     cfg = KafkaConfig(
         bootstrap_servers=kafka.address,

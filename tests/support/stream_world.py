@@ -6,12 +6,20 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
+    from scimflow.okta.emulator.server import EmulatorServer
+    from scimflow.scim.config import ScimflowConfig
+    from scimflow.services import KafkaBroker
+
+    from tests.support.fixtures import ScimTenant, StartEmulator
 
 
 @dataclass
 class StreamWorld:
-    okta: Any  # the running EmulatorServer
+    okta: EmulatorServer
     path: Path  # the configuration file
     a: str  # base URL of target app-a
     b: str  # base URL of target app-b
@@ -20,7 +28,9 @@ class StreamWorld:
     kafka_address: str
     topic: str
 
-    def write(self, b_url: str | None = None, a_url: str | None = None, b_scope: str = "") -> Any:
+    def write(
+        self, b_url: str | None = None, a_url: str | None = None, b_scope: str = ""
+    ) -> ScimflowConfig:
         """(Re)write the configuration, targets at other URLs if given, app-b with the
         scope ``b_scope`` if given (YAML, e.g. ``statuses: [ACTIVE]``); return it loaded."""
         b_scope = f"\n    scope: {{{b_scope}}}" if b_scope else ""
@@ -44,7 +54,13 @@ targets:
 
 
 def stream_world(
-    okta_emulator: Any, scim_tenant: Any, kafka: Any, tmp_path: Path, monkeypatch: Any, *, seed: int
+    okta_emulator: StartEmulator,
+    scim_tenant: ScimTenant,
+    kafka: KafkaBroker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    seed: int,
 ) -> StreamWorld:
     from scimflow.services.kafka import ensure_topics
 

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import pytest
 from scimflow.airflow import connections
 from scimflow.errors import PreflightError
 
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
 
-def _conn(**fields):  # type: ignore[no-untyped-def]
+
+def _conn(**fields: Any) -> Connection:
     from airflow.sdk import Connection
 
     return Connection(conn_id="c", **fields)
 
 
-def _patched(conn):  # type: ignore[no-untyped-def]
+def _patched(conn: Connection) -> AbstractContextManager[mock.MagicMock | mock.AsyncMock]:
     return mock.patch.object(connections, "_connection", return_value=conn)
 
 

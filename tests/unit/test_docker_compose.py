@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -12,11 +13,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.yaml").read_text(encoding="utf-8"))
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yaml").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
 
 
-def test_the_stack_has_every_service(compose: dict) -> None:
+def test_the_stack_has_every_service(compose: dict[str, Any]) -> None:
     services = compose["services"]
     expected = {
         "postgres",
@@ -34,7 +37,7 @@ def test_the_stack_has_every_service(compose: dict) -> None:
     assert expected <= set(services)
 
 
-def test_long_running_services_have_health_checks(compose: dict) -> None:
+def test_long_running_services_have_health_checks(compose: dict[str, Any]) -> None:
     one_shot = {"kafka-init", "airflow-init"}
     missing = [
         name
@@ -44,7 +47,7 @@ def test_long_running_services_have_health_checks(compose: dict) -> None:
     assert missing == []
 
 
-def test_airflow_waits_for_its_dependencies(compose: dict) -> None:
+def test_airflow_waits_for_its_dependencies(compose: dict[str, Any]) -> None:
     for name in (
         "airflow-apiserver",
         "airflow-scheduler",
@@ -62,22 +65,26 @@ def test_airflow_waits_for_its_dependencies(compose: dict) -> None:
     assert (ROOT / "docker" / "airflow.Dockerfile").is_file()
 
 
-def test_every_dependency_names_a_real_service(compose: dict) -> None:
+def test_every_dependency_names_a_real_service(compose: dict[str, Any]) -> None:
     names = set(compose["services"])
     for name, svc in compose["services"].items():
         assert set(svc.get("depends_on", {})) <= names, name
 
 
-def test_kafka_runs_in_kraft_mode_at_the_version_the_local_broker_uses(compose: dict) -> None:
+def test_kafka_runs_in_kraft_mode_at_the_version_the_local_broker_uses(
+    compose: dict[str, Any],
+) -> None:
     kafka = compose["services"]["kafka"]
     assert "broker" in kafka["environment"]["KAFKA_PROCESS_ROLES"]
     assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]
     pom = (ROOT / "include/scimflow/services/resources/kafka-pom.xml").read_text(encoding="utf-8")
-    local_version = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)
+    found = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
+    assert found is not None
+    local_version = found.group(1)
     assert kafka["image"] == f"apache/kafka:{local_version}"
 
 
-def test_slots_for_the_stream_start_only_on_request(compose: dict) -> None:
+def test_slots_for_the_stream_start_only_on_request(compose: dict[str, Any]) -> None:
     for name in ("okta-emulator", "receiver"):
         assert compose["services"][name]["profiles"] == ["stream"]
 

@@ -9,9 +9,10 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -22,6 +23,12 @@ from scimflow.receiver.envelope import ShapeError
 from scimflow.scim.config import KafkaConfig, ReceiverConfig, SecretRef
 from scimflow.services.process import wait_until
 from starlette.testclient import TestClient
+
+if TYPE_CHECKING:
+    import httpx2
+    from scimflow.receiver.app import DeliveryCallback, Headers
+    from starlette.applications import Starlette
+    from starlette.types import Message
 
 SECRET = "s3cret-hook-value-0123456789"
 SECRET_ENV = "TEST_RECEIVER_HOOK_SECRET"
@@ -43,6 +50,17 @@ class FakeError:
         return f"KafkaError{{code={self.code}}}"
 
 
+class FakeClientError(FakeError):
+    """An error given to the producer's ``error_cb``: it says whether it is fatal."""
+
+    def __init__(self, code: str, *, fatal: bool) -> None:
+        super().__init__(code)
+        self._fatal = fatal
+
+    def fatal(self) -> bool:
+        return self._fatal
+
+
 class FakeProducer:
     """Records what is produced; delivery reports come from poll(), as librdkafka's do.
 
@@ -57,7 +75,7 @@ class FakeProducer:
         self.down = False
         self.produced: list[dict[str, Any]] = []
         self.stored: list[dict[str, Any]] = []
-        self._due: list[tuple[dict[str, Any], Any]] = []
+        self._due: list[tuple[dict[str, Any], DeliveryCallback | None]] = []
         self._cond = threading.Condition()
 
     def produce(
@@ -66,8 +84,8 @@ class FakeProducer:
         value: bytes | None = None,
         key: bytes | None = None,
         *,
-        headers: list[tuple[str, Any]] | None = None,
-        on_delivery: Any = None,
+        headers: Headers | None = None,
+        on_delivery: DeliveryCallback | None = None,
     ) -> None:
         if self.mode == "buffer":
             raise BufferError("Local: Queue full")
@@ -86,6 +104,7 @@ class FakeProducer:
                     return 0
             due, self._due = self._due, []
         for msg, callback in due:
+            assert callback is not None  # the receiver wants every delivery report
             failed = self.mode == "fail" or msg["headers"]["uuid"].decode() in self.fail_uuids
             if not failed:
                 self.stored.append(msg)
@@ -145,7 +164,7 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SECRET_ENV, SECRET)
 
 
-def make_app(producer: FakeProducer, **receiver: Any) -> Any:
+def make_app(producer: FakeProducer, **receiver: Any) -> Starlette:
     cfg = ReceiverConfig(
         secret=SecretRef(env=SECRET_ENV), **{"max_body_bytes": 4096, "ack_timeout": 1.0, **receiver}
     )
@@ -159,7 +178,7 @@ def producer() -> FakeProducer:
 
 
 @pytest.fixture()
-def client(producer: FakeProducer):  # type: ignore[no-untyped-def]
+def client(producer: FakeProducer) -> Iterator[TestClient]:
     with TestClient(make_app(producer)) as c:
         yield c
 
@@ -183,12 +202,14 @@ def test_verification_echoes_the_challenge_with_the_right_auth(client: TestClien
     assert "abc123" not in refused.text
 
 
-def test_the_emulators_verification_succeeds(client: TestClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_emulators_verification_succeeds(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The emulator's own verification code, pointed at the app through the test client."""
     import httpx
     from scimflow.okta.emulator.hooks import HookDeliverer, HookSettings
 
-    def get(url: str, *, headers: dict[str, str], timeout: float) -> httpx.Response:
+    def get(url: str, *, headers: dict[str, str], timeout: float) -> httpx2.Response:
         return client.get(url, headers=headers)
 
     monkeypatch.setattr(httpx, "get", get)
@@ -242,7 +263,7 @@ def test_an_oversize_body_with_content_length_is_refused(
 
 
 def test_an_oversize_chunked_body_is_refused(client: TestClient, producer: FakeProducer) -> None:
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         for _ in range(20):
             yield b" " * 512
 
@@ -253,12 +274,12 @@ def test_an_oversize_chunked_body_is_refused(client: TestClient, producer: FakeP
     assert producer.produced == []
 
 
-def _asgi(app: Any, headers: dict[str, str], chunks: Any) -> tuple[int, int]:
+def _asgi(app: Starlette, headers: dict[str, str], chunks: Iterator[bytes]) -> tuple[int, int]:
     """Call the app directly with a streamed body: (status, chunks it pulled)."""
     pulled = 0
     status = 0
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         nonlocal pulled
         chunk = next(chunks, None)
         if chunk is None:
@@ -266,7 +287,7 @@ def _asgi(app: Any, headers: dict[str, str], chunks: Any) -> tuple[int, int]:
         pulled += 1
         return {"type": "http.request", "body": chunk, "more_body": True}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
@@ -548,13 +569,9 @@ def test_a_fatal_producer_error_makes_the_receiver_report_itself_dead(
     app = make_app(producer)
     with TestClient(app) as c:
         watch = app.state.receiver.errors
-        transient = FakeError("_TRANSPORT")
-        transient.fatal = lambda: False  # type: ignore[attr-defined]
-        watch(transient)
+        watch(FakeClientError("_TRANSPORT", fatal=False))
         assert c.get("/healthz").status_code == 200
-        fatal = FakeError("_FENCED")
-        fatal.fatal = lambda: True  # type: ignore[attr-defined]
-        watch(fatal)
+        watch(FakeClientError("_FENCED", fatal=True))
         assert c.get("/healthz").status_code == 503
         ready = c.get("/readyz")
         assert ready.status_code == 503 and "_FENCED" in ready.json()["detail"]

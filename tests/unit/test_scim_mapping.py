@@ -51,8 +51,8 @@ PROFILE = [
 ]
 
 
-def row(okta_id: str = "00u1", **fields: Any) -> dict[str, Any]:
-    """A complete Okta user, with ``fields`` changed."""
+def row(okta_id: str | None = "00u1", **fields: Any) -> dict[str, Any]:
+    """A complete Okta user, with ``fields`` changed (``None``: a record without an id)."""
     base = {
         "id": okta_id,
         "status": "ACTIVE",
@@ -126,7 +126,8 @@ def test_a_full_user_is_mapped_to_the_usual_payload() -> None:
     assert "manager" not in desired.payload[ENTERPRISE]
     assert desired.fingerprint == canonical_sha256(expected)
     # a real scim2-models resource, whose request dump is the payload
-    assert isinstance(desired.user, User[EnterpriseUser])
+    enterprise_user: type = User[EnterpriseUser]  # pydantic makes it a class of its own
+    assert isinstance(desired.user, enterprise_user)
     assert desired.user.user_name == "barbara.jensen@example.com"
     assert desired.user[EnterpriseUser].department == "Tours"
     assert desired.user.model_dump(scim_ctx=Context.RESOURCE_CREATION_REQUEST) == expected

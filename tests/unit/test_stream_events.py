@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from scimflow.stream.events import InvalidEvent, decode, route
 
 
-def ev(event_type: str, targets: list[dict], **extra: object) -> dict:
+def ev(event_type: str, targets: list[dict[str, str]], **extra: object) -> dict[str, Any]:
     return {
         "uuid": "e-1",
         "eventType": event_type,
