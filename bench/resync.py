@@ -234,7 +234,13 @@ class ScimServer:
         self.port = free_port()
         exe = Path(sys.executable).parent / "scim2-server"
         self.proc = subprocess.Popen(
-            [str(exe), "--port", str(self.port), "--bearer-token", SCIM_TOKEN, "--dynamic-tenants"],
+            [
+                str(exe),
+                "--port",
+                str(self.port),
+                f"--bearer-token={SCIM_TOKEN}",
+                "--dynamic-tenants",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

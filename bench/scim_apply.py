@@ -50,7 +50,7 @@ def start_server() -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     exe = Path(sys.executable).parent / "scim2-server"
     proc = subprocess.Popen(
-        [str(exe), "--port", str(port), "--bearer-token", TOKEN, "--dynamic-tenants"],
+        [str(exe), "--port", str(port), f"--bearer-token={TOKEN}", "--dynamic-tenants"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -104,9 +104,13 @@ targets:
     assert third.returncode == 0, third.stdout + third.stderr
     new = store.audit(limit=100_000)[: len(store.audit(limit=100_000)) - writes]
     assert sorted((r["target"], r["operation"], r["okta_id"]) for r in new) == [
+        ("app-a", "reconcile", "*"),
         ("app-a", "update", mover),
+        ("app-b", "reconcile", "*"),
         ("app-b", "update", mover),
     ]
+    summary = next(r for r in new if r["operation"] == "reconcile" and r["target"] == "app-a")
+    assert summary["response"]["results"] == {"update:applied": 1}
     for secret in ("emulator-token", token):
         assert secret not in first.stdout + first.stderr + third.stdout + third.stderr
 

@@ -68,9 +68,7 @@ class ModelTarget:
                 self.name, what, "injected 503 " + ("after" if after else "before"), status=503
             )
 
-    def _write(
-        self, what: str, fn: Callable[[], T], body: dict[str, Any] | None = None
-    ) -> T:
+    def _write(self, what: str, fn: Callable[[], T], body: dict[str, Any] | None = None) -> T:
         """One write, retried on an injected transient failure like the real client."""
         for attempt in range(1, self.max_attempts + 1):
             self.attempts += 1

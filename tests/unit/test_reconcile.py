@@ -257,6 +257,8 @@ def test_every_audit_row_records_the_request_that_was_sent(patch: bool) -> None:
     assert sorted(map(repr, (body for _, body in audited))) == sorted(
         map(repr, (body for _, body in writes))
     )
+    (summary,) = [e for e in store.audit_rows[n:] if e.operation == "reconcile"]
+    assert summary.response is not None and summary.response["writes"] == len(writes)
     rename = next(body for op, body in audited if op == "group_update")
     if patch:
         assert rename == {

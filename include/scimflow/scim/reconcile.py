@@ -228,6 +228,8 @@ def reconcile(
         if not dry_run:
             report.released = _release(store, name, scope, want, parked_now, report)
     report.seconds = time.monotonic() - t0
+    if not dry_run and (report.writes or report.parked or report.released or report.failed):
+        _audit_summary(store, report, run_id=run_id, cause=cause)
     log.info("%s", report.summary())
     if report.failed:
         first = report.failed[0][1]
@@ -557,6 +559,32 @@ def apply_user_plan(
         if followups:
             total.merge(executor.apply(Plan(plan.target, followups, plan.managed_users)))
     return total
+
+
+def _audit_summary(store: Store, report: TargetReport, *, run_id: str, cause: str) -> None:
+    """One audit row summarising a reconcile that changed something: its report's counts
+    (operation ``reconcile``, kind ``Target``), after the rows of its writes."""
+    from scimflow.state.store import TARGET_KIND, AuditEntry
+
+    counts = report.to_xcom()
+    summary = {k: counts[k] for k in ("scope", "results", "parked", "released", "guard")}
+    store.append_audit(
+        [
+            AuditEntry(
+                run_id=run_id,
+                cause=cause,
+                target=report.target_name,
+                operation="reconcile",
+                kind=TARGET_KIND,
+                okta_id="*",
+                scim_id=None,
+                request=None,
+                status=None,
+                response={**summary, "writes": report.writes, "failed": len(report.failed)},
+                outcome="failed" if report.failed else "summary",
+            )
+        ]
+    )
 
 
 def _merge(report: TargetReport, result: ApplyResult) -> None:

@@ -50,8 +50,8 @@ class ScimServer(Service):
             "127.0.0.1",
             "--port",
             str(self.port),
-            "--bearer-token",
-            self.token(),
+            # one argument: a token may start with "-", which argparse takes for an option
+            f"--bearer-token={self.token()}",
         ]
         return argv, {}, None
 

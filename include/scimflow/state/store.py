@@ -41,6 +41,7 @@ __all__ = [
     "GENESIS_HASH",
     "HEAD",
     "KINDS",
+    "TARGET_KIND",
     "MIGRATIONS",
     "AuditEntry",
     "AuditVerification",
@@ -58,6 +59,8 @@ GENESIS_HASH = "0" * 64
 # the newest migration's revision (a test checks it against the migrations folder)
 HEAD = "0003"
 KINDS = ("User", "Group")
+# the kind of the audit row that summarises one reconcile of a target
+TARGET_KIND = "Target"
 
 # pg_advisory_xact_lock keys: arbitrary, fixed, and distinct from each other
 _AUDIT_LOCK = 0x5C1F_A0D1_7000_0001
@@ -184,7 +187,9 @@ class AuditEntry:
 
     ``operation`` is a plan action (create, update, deactivate, delete, link,
     group_create, group_update, group_delete, members_add, members_remove, ...) or
-    ``park``; ``outcome`` is applied, linked, parked, failed or skipped.
+    ``park``, or ``reconcile`` (kind ``Target``, Okta id ``*``: the summary of one
+    reconcile that changed something, its counts in ``response``); ``outcome`` is applied,
+    linked, parked, failed, skipped, or summary.
     """
 
     run_id: str
@@ -586,7 +591,8 @@ class StateStore:
             prev_hash = head.hash if head else GENESIS_HASH
             rows: list[dict[str, Any]] = []
             for entry in entries:
-                _check_kind(entry.kind)
+                if entry.kind != TARGET_KIND:  # a reconcile's summary row
+                    _check_kind(entry.kind)
                 seq += 1
                 row: dict[str, Any] = {
                     "seq": seq,
