@@ -469,6 +469,34 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+class _Actual:
+    """The target's users, indexed three ways (None: the target was not read)."""
+
+    def __init__(self, actual: Iterable[Mapping[str, Any]] | None) -> None:
+        self.read = actual is not None
+        self.by_id: dict[str, Mapping[str, Any]] = {}
+        self.by_external: dict[str, Mapping[str, Any]] = {}
+        self.by_name: dict[str, Mapping[str, Any]] = {}
+        for resource in actual or ():
+            self.by_id[str(resource.get("id"))] = resource
+            if resource.get("externalId"):
+                self.by_external[str(resource["externalId"])] = resource
+            if resource.get("userName"):
+                self.by_name[str(resource["userName"]).lower()] = resource
+
+
+@dataclass(frozen=True)
+class _Found:
+    """Which resource a desired user is: its link, the resource read, and its SCIM id (None:
+    to create); ``matched`` when found by externalId/userName rather than by link."""
+
+    okta_id: str
+    link: LinkLike | None
+    current: Mapping[str, Any] | None
+    scim_id: str | None
+    matched: bool
+
+
 def _plan_users(
     target: str,
     desired: Mapping[str, DesiredUserLike],
@@ -478,164 +506,170 @@ def _plan_users(
     use_patch: bool,
     unmanaged: Literal["ignore", "deactivate"],
 ) -> Plan:
-    ops: list[Operation] = []
     notes: list[str] = []
-    by_id: dict[str, Mapping[str, Any]] | None = None
-    by_external: dict[str, Mapping[str, Any]] = {}
-    by_name: dict[str, Mapping[str, Any]] = {}
-    if actual is not None:
-        by_id = {}
-        for resource in actual:
-            by_id[str(resource.get("id"))] = resource
-            if resource.get("externalId"):
-                by_external[str(resource["externalId"])] = resource
-            if resource.get("userName"):
-                by_name[str(resource["userName"]).lower()] = resource
+    index = _Actual(actual)
     # whose each linked resource is (every link, not only those a view iterates)
     owner = {link.scim_id: okta_id for okta_id, link in _all_links(links).items()}
-    claimed: set[str] = set()
-
     # 1. which resource each desired user is (its SCIM id), or that it must be created
-    Found = tuple[str, LinkLike | None, Mapping[str, Any] | None, str | None, bool]
-    found: list[Found] = []
-    scim_ids: dict[str, str | None] = {}
-    for okta_id in sorted(desired):
-        want = desired[okta_id]
-        link = links.get(okta_id)
-        current: Mapping[str, Any] | None = None
-        matched = False
-        scim_id: str | None = link.scim_id if link else None
-        if by_id is not None:
-            if scim_id is not None:
-                current = by_id.get(scim_id)
-                if current is None:
-                    notes.append(
-                        f"{okta_id}: linked resource {scim_id} is gone from the target: recreate"
-                    )
-                    scim_id = None
-            if scim_id is None:
-                match = by_external.get(okta_id) or by_name.get(
-                    str(want.payload.get("userName", "")).lower()
-                )
-                match_id = str(match.get("id")) if match is not None else ""
-                if match is not None and (
-                    match_id not in owner
-                    or owner[match_id] == okta_id
-                    or owner[match_id] not in desired
-                ):
-                    # found by externalId/userName, and no other desired Okta user's: linked
-                    # by the update or link op below. (One that left Okta gives it up: a
-                    # user deleted and rehired under a new id with the same login.)
-                    current, scim_id, matched = match, match_id, True
-        if scim_id is not None:
-            claimed.add(scim_id)
-        scim_ids[okta_id] = scim_id
-        found.append((okta_id, link, current, scim_id, matched))
-
+    found = [_find(okta_id, desired, links, index, owner, notes) for okta_id in sorted(desired)]
+    scim_ids = {f.okta_id: f.scim_id for f in found}
+    claimed = {f.scim_id for f in found if f.scim_id is not None}
     # 2. creates in waves, so that a manager's SCIM id exists before its reports are written
     creating = {okta_id for okta_id, scim_id in scim_ids.items() if scim_id is None}
     waves, _broken = _create_waves(desired, creating) if creating else ({}, set())
-
     # 3. the operations
-    for okta_id, link, current, scim_id, matched in found:
-        want = desired[okta_id]
-        manager = want.manager_okta_id
-        waiting: str | None = None  # a manager created in this plan
-        wave = 0
-        payload, digest = want.payload, want.fingerprint
-        if manager is not None:
-            if manager in creating:
-                waiting = manager
-                wave = waves[okta_id] if okta_id in creating else waves[manager] + 1
-            else:
-                manager_link = links.get(manager)  # a manager out of scope may be linked
-                fallback = manager_link.scim_id if manager_link else None
-                manager_id = scim_ids.get(manager, fallback)
-                if manager_id is not None:
-                    payload = _put_manager(want.payload, manager_id)
-                    digest = fingerprint(payload)
-        if scim_id is None:
-            ops.append(
-                Operation(
-                    "create",
-                    "User",
-                    okta_id,
-                    None,
-                    payload=payload,
-                    fingerprint=digest,
-                    wave=wave,
-                    manager=waiting,
-                )
-            )
-            continue
-        if current is not None:
-            changes = user_changes(payload, current)
-            if not changes:
-                if (
-                    link is None
-                    or link.pushed_hash != digest
-                    or link.scim_id != scim_id
-                    or waiting is not None
-                ):
-                    # equal already: remember the link and hash, so no later plan need read
-                    # it (with a waiting manager: the follow-up update sets the manager)
-                    why = "matched by externalId/userName" if matched else "in sync"
-                    ops.append(
-                        Operation(
-                            "link",
-                            "User",
-                            okta_id,
-                            scim_id,
-                            payload=payload if waiting else None,
-                            fingerprint=digest,
-                            reason=why,
-                            wave=wave,
-                            manager=waiting,
-                        )
-                    )
-                continue
-            paths = ", ".join(str(c["path"]).rsplit(":", 1)[-1] for c in changes)
-            if matched:
-                paths = f"matched by externalId/userName; {paths}"
-            ops.append(
-                Operation(
-                    "update",
-                    "User",
-                    okta_id,
-                    scim_id,
-                    payload=payload,
-                    patch=tuple(changes) if use_patch else (),
-                    fingerprint=digest,
-                    reason=paths,
-                    wave=wave,
-                    manager=waiting,
-                )
-            )
-        elif link is not None and (link.pushed_hash != digest or waiting is not None):
-            ops.append(
-                Operation(
-                    "update" if link.pushed_hash != digest else "link",
-                    "User",
-                    okta_id,
-                    scim_id,
-                    payload=payload,
-                    fingerprint=digest,
-                    reason="changed since last push"
-                    if link.pushed_hash != digest
-                    else "manager created in this plan",
-                    wave=wave,
-                    manager=waiting,
-                )
-            )
+    ops = [
+        op
+        for f in found
+        if (op := _user_op(f, desired[f.okta_id], links, scim_ids, creating, waves, use_patch))
+    ]
+    ops += _deprovisions(links, desired, claimed, index, deprovision, notes)
+    if index.read and unmanaged == "deactivate":
+        ops += _unmanaged(index, claimed, owner)
+    order = {"link": 0, "create": 1, "update": 2, "deactivate": 3, "delete": 4}
+    ops.sort(key=lambda op: (op.wave, order[op.action], op.okta_id))
+    managed = len(links) if not index.read else max(len(links), len(index.by_id))
+    return Plan(target, tuple(ops), managed_users=managed, notes=tuple(notes))
 
-    # deprovision what left the desired set
+
+def _find(
+    okta_id: str,
+    desired: Mapping[str, DesiredUserLike],
+    links: Mapping[str, LinkLike],
+    index: _Actual,
+    owner: Mapping[str, str],
+    notes: list[str],
+) -> _Found:
+    """By link, then (with the target's state) by externalId, then userName: a match that
+    no other desired user owns is linked, never duplicated. (One that left Okta gives its
+    account up: a user deleted and rehired under a new id with the same login.)"""
+    link = links.get(okta_id)
+    scim_id = link.scim_id if link else None
+    if not index.read:
+        return _Found(okta_id, link, None, scim_id, False)
+    current: Mapping[str, Any] | None = None
+    if scim_id is not None:
+        current = index.by_id.get(scim_id)
+        if current is not None:
+            return _Found(okta_id, link, current, scim_id, False)
+        notes.append(f"{okta_id}: linked resource {scim_id} is gone from the target: recreate")
+    user_name = str(desired[okta_id].payload.get("userName", "")).lower()
+    match = index.by_external.get(okta_id) or index.by_name.get(user_name)
+    if match is not None:
+        match_id = str(match.get("id"))
+        if match_id not in owner or owner[match_id] == okta_id or owner[match_id] not in desired:
+            return _Found(okta_id, link, match, match_id, True)
+    return _Found(okta_id, link, None, None, False)
+
+
+def _user_op(
+    f: _Found,
+    want: DesiredUserLike,
+    links: Mapping[str, LinkLike],
+    scim_ids: Mapping[str, str | None],
+    creating: set[str],
+    waves: Mapping[str, int],
+    use_patch: bool,
+) -> Operation | None:
+    """The one operation a desired user needs, if any: create, link or update."""
+    okta_id, link, current, scim_id = f.okta_id, f.link, f.current, f.scim_id
+    manager = want.manager_okta_id
+    waiting: str | None = None  # a manager created in this plan
+    wave = 0
+    payload, digest = want.payload, want.fingerprint
+    if manager is not None:
+        if manager in creating:
+            waiting = manager
+            wave = waves[okta_id] if okta_id in creating else waves[manager] + 1
+        else:
+            manager_link = links.get(manager)  # a manager out of scope may be linked
+            fallback = manager_link.scim_id if manager_link else None
+            manager_id = scim_ids.get(manager, fallback)
+            if manager_id is not None:
+                payload = _put_manager(want.payload, manager_id)
+                digest = fingerprint(payload)
+    if scim_id is None:
+        return Operation(
+            "create",
+            "User",
+            okta_id,
+            None,
+            payload=payload,
+            fingerprint=digest,
+            wave=wave,
+            manager=waiting,
+        )
+    if current is not None:
+        changes = user_changes(payload, current)
+        if not changes:
+            if (
+                link is None
+                or link.pushed_hash != digest
+                or link.scim_id != scim_id
+                or waiting is not None
+            ):
+                # equal already: remember the link and hash, so no later plan need read
+                # it (with a waiting manager: the follow-up update sets the manager)
+                return Operation(
+                    "link",
+                    "User",
+                    okta_id,
+                    scim_id,
+                    payload=payload if waiting else None,
+                    fingerprint=digest,
+                    reason="matched by externalId/userName" if f.matched else "in sync",
+                    wave=wave,
+                    manager=waiting,
+                )
+            return None
+        paths = ", ".join(str(c["path"]).rsplit(":", 1)[-1] for c in changes)
+        if f.matched:
+            paths = f"matched by externalId/userName; {paths}"
+        return Operation(
+            "update",
+            "User",
+            okta_id,
+            scim_id,
+            payload=payload,
+            patch=tuple(changes) if use_patch else (),
+            fingerprint=digest,
+            reason=paths,
+            wave=wave,
+            manager=waiting,
+        )
+    if link is not None and (link.pushed_hash != digest or waiting is not None):
+        changed = link.pushed_hash != digest
+        return Operation(
+            "update" if changed else "link",
+            "User",
+            okta_id,
+            scim_id,
+            payload=payload,
+            fingerprint=digest,
+            reason="changed since last push" if changed else "manager created in this plan",
+            wave=wave,
+            manager=waiting,
+        )
+    return None
+
+
+def _deprovisions(
+    links: Mapping[str, LinkLike],
+    desired: Mapping[str, DesiredUserLike],
+    claimed: set[str],
+    index: _Actual,
+    deprovision: Literal["deactivate", "delete"],
+    notes: list[str],
+) -> list[Operation]:
+    """Deactivate (or delete) the linked users that left the desired set."""
+    ops: list[Operation] = []
     for okta_id in sorted(set(links) - set(desired)):
         link = links[okta_id]
         if link.scim_id in claimed:
             notes.append(f"{okta_id}: its resource {link.scim_id} is another user's now")
             continue
-        current = by_id.get(link.scim_id) if by_id is not None else None
-        if by_id is not None and current is None:
+        current = index.by_id.get(link.scim_id) if index.read else None
+        if index.read and current is None:
             continue  # gone from the target already
         if deprovision == "delete":
             ops.append(
@@ -664,24 +698,22 @@ def _plan_users(
                     reason="left Okta or the target's scope",
                 )
             )
-    if by_id is not None and unmanaged == "deactivate":
-        for scim_id in sorted(set(by_id) - claimed - set(owner)):
-            resource = by_id[scim_id]
-            if resource.get("active") is not False:
-                ops.append(
-                    Operation(
-                        "deactivate",
-                        "User",
-                        f"unmanaged:{scim_id}",
-                        scim_id,
-                        reason="in the target but not in Okta",
-                    )
-                )
+    return ops
 
-    order = {"link": 0, "create": 1, "update": 2, "deactivate": 3, "delete": 4}
-    ops.sort(key=lambda op: (op.wave, order[op.action], op.okta_id))
-    managed = len(links) if by_id is None else max(len(links), len(by_id))
-    return Plan(target, tuple(ops), managed_users=managed, notes=tuple(notes))
+
+def _unmanaged(index: _Actual, claimed: set[str], owner: Mapping[str, str]) -> list[Operation]:
+    """Deactivate the target's active users that scimflow never linked and Okta lacks."""
+    return [
+        Operation(
+            "deactivate",
+            "User",
+            f"unmanaged:{scim_id}",
+            scim_id,
+            reason="in the target but not in Okta",
+        )
+        for scim_id in sorted(set(index.by_id) - claimed - set(owner))
+        if index.by_id[scim_id].get("active") is not False
+    ]
 
 
 def plan_groups(
