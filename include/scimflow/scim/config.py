@@ -243,8 +243,8 @@ class ScopeConfig(_Model):
 
 
 class DeletionGuardConfig(_Model):
-    """Refuse a plan deprovisioning more than ``max_share`` of a target's linked users,
-    when it has at least ``min_users`` of them."""
+    """Refuse a plan deprovisioning more than ``max_share`` of a target's active users,
+    when it has at least ``min_users`` of them (the rule: :mod:`scimflow.scim.guard`)."""
 
     max_share: float = Field(default=0.1, ge=0.0, le=1.0)
     min_users: int = Field(default=10, ge=0)
