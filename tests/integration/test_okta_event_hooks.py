@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
-from scimflow.services.process import wait_until
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.support.servers import BackgroundServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -35,10 +33,6 @@ class HookEndpoint:
         self.verifications: list[dict[str, str]] = []
         self.posts: list[dict[str, Any]] = []
         self.answers: list[int | float] = []  # per POST: a status, or a delay in seconds (float)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/okta/hooks"
 
         async def hook(request: Request) -> Response:
             if request.method == "GET":
@@ -55,10 +49,11 @@ class HookEndpoint:
             return Response(status_code=answer)
 
         app = Starlette(routes=[Route("/okta/hooks", hook, methods=["GET", "POST"])])
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, port=self.port, log_level="warning", lifespan="off")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.server = BackgroundServer(app, name="hook-endpoint")
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.url}/okta/hooks"
 
     def events(self) -> list[dict[str, Any]]:
         return [e for p in self.posts for e in p["body"]["data"]["events"]]
@@ -67,14 +62,8 @@ class HookEndpoint:
 @pytest.fixture()
 def endpoint() -> Iterator[HookEndpoint]:
     ep = HookEndpoint()
-    ep.thread.start()
-    started = wait_until(
-        lambda: bool(ep.server.started), timeout=15, interval=0.02, alive=ep.thread.is_alive
-    )
-    assert started, "the hook endpoint did not start"
-    yield ep
-    ep.server.should_exit = True
-    ep.thread.join(5)
+    with ep.server:
+        yield ep
 
 
 def configure(server: EmulatorServer, endpoint: HookEndpoint, **settings: Any) -> httpx.Response:

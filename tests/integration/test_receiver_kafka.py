@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from scimflow.receiver import create_app
 from scimflow.scim.config import KafkaConfig, ReceiverConfig, SecretRef
 from scimflow.services.process import wait_until
+
+from tests.support.servers import BackgroundServer
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
@@ -45,31 +45,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class ReceiverServer:
+def receiver_server(app: Starlette, port: int) -> BackgroundServer:
     """The real app (real producer, topics created at start) under uvicorn, in a thread."""
-
-    def __init__(self, app: Starlette, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="receiver", daemon=True)
-
-    def __enter__(self) -> ReceiverServer:
-        self.thread.start()
-        started = wait_until(
-            lambda: bool(self.server.started),
-            timeout=60,
-            interval=0.05,
-            alive=self.thread.is_alive,
-        )
-        assert started, "receiver did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+    return BackgroundServer(app, name="receiver", lifespan="on", port=port, start_timeout=60)
 
 
 def _config(
@@ -85,11 +63,11 @@ def _config(
 @pytest.fixture()
 def receiver(
     kafka: KafkaBroker, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[ReceiverServer, KafkaConfig]]:
+) -> Iterator[tuple[BackgroundServer, KafkaConfig]]:
     monkeypatch.setenv(SECRET_ENV, SECRET)
     port = _free_port()
     rcv, kcfg = _config(kafka.address, f"test.receiver.{uuid.uuid4().hex[:8]}", port)
-    with ReceiverServer(create_app(rcv, kcfg), port) as server:
+    with receiver_server(create_app(rcv, kcfg), port) as server:
         yield server, kcfg
 
 
@@ -158,7 +136,7 @@ def _headers(msg: Message) -> dict[str, bytes]:
 
 
 def test_a_batch_lands_once_keyed_with_its_headers(
-    kafka: KafkaBroker, receiver: tuple[ReceiverServer, KafkaConfig]
+    kafka: KafkaBroker, receiver: tuple[BackgroundServer, KafkaConfig]
 ) -> None:
     server, kcfg = receiver
     challenge = httpx.get(
@@ -217,7 +195,7 @@ def test_a_batch_lands_once_keyed_with_its_headers(
 
 
 def test_kafka_down_answers_503_and_back_up_stores_again(
-    kafka: KafkaBroker, receiver: tuple[ReceiverServer, KafkaConfig]
+    kafka: KafkaBroker, receiver: tuple[BackgroundServer, KafkaConfig]
 ) -> None:
     server, kcfg = receiver
     url = f"{server.url}{PATH}"
@@ -279,7 +257,7 @@ def test_the_emulator_delivers_its_hooks_through_the_receiver_to_kafka(
     rcv, kcfg = _config(
         kafka.address, f"test.receiver.{uuid.uuid4().hex[:8]}", settings.receiver_port
     )
-    with ReceiverServer(create_app(rcv, kcfg), settings.receiver_port):
+    with receiver_server(create_app(rcv, kcfg), settings.receiver_port):
         assert connect_hooks(settings, batch_size=5) == {"verified": True}
         d = server.state.directory
         uid, gid = d.user_ids[0], d.group_ids[0]
