@@ -475,6 +475,7 @@ def sync(
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from scimflow.fanout import select_targets
     from scimflow.resync import (
         export_snapshot,
         reconcile_snapshot,
@@ -486,7 +487,7 @@ def sync(
     from scimflow.scim.config import load_config
 
     cfg = load_config(config)
-    chosen = [target_config_of(cfg, name) for name in targets] if targets else list(cfg.targets)
+    chosen = [target_config_of(cfg, name) for name in select_targets(cfg, targets or ())]
     with open_store(cfg):  # a state store that cannot be used fails now, not after the export
         pass
     run_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"

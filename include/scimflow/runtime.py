@@ -25,9 +25,14 @@ __all__ = ["connect", "open_store"]
 
 
 @contextmanager
-def open_store(config: ScimflowConfig) -> Iterator[StateStore]:
+def open_store(config: ScimflowConfig, given: StateStore | None = None) -> Iterator[StateStore]:
+    """The configuration's state store, migrated, closed at the end; or ``given`` as it is
+    (a caller that opened one already keeps it open)."""
     from scimflow.state.store import StateStore
 
+    if given is not None:
+        yield given
+        return
     store = StateStore(config.state.resolved_url())
     try:
         store.migrate()

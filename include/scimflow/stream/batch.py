@@ -22,8 +22,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,6 @@ from scimflow.stream.events import Change
 
 if TYPE_CHECKING:
     from scimflow.scim.config import ScimflowConfig
-    from scimflow.scim.protocols import Store
     from scimflow.scim.report import TargetReport
 
 __all__ = [
@@ -101,7 +99,7 @@ def _causes(changes: Iterable[Change]) -> dict[str, str]:
     return {okta_id: "okta-event:" + ",".join(u) for okta_id, u in named.items()}
 
 
-def hydrate(config: ScimflowConfig, run_dir: Path, *, store: Store | None = None) -> dict[str, Any]:
+def hydrate(config: ScimflowConfig, run_dir: Path) -> dict[str, Any]:
     """Stage 2 (see the module docstring): write the batch's current Okta state."""
     from scimflow.okta.source import (
         OktaSettings,
@@ -111,6 +109,7 @@ def hydrate(config: ScimflowConfig, run_dir: Path, *, store: Store | None = None
         users_frame,
     )
     from scimflow.quality import validate_export
+    from scimflow.runtime import open_store
     from scimflow.scim.desired import Quarantine
 
     t0 = time.monotonic()
@@ -120,8 +119,8 @@ def hydrate(config: ScimflowConfig, run_dir: Path, *, store: Store | None = None
     groups = list(dict.fromkeys(g for c in unique for g in c.group_ids))
     causes = _causes(unique)
 
-    with _store(config, store) as st:
-        retry = st.parked(
+    with open_store(config) as store:
+        retry = store.parked(
             park_kinds=[ParkKind.UNAVAILABLE], oldest_first=True, limit=RETRY_PARKED_MAX
         )
     for p in retry:
@@ -222,12 +221,9 @@ def apply_to_target(
     *,
     run_id: str,
     last_try: bool = True,
-    store: Store | None = None,
 ) -> dict[str, Any]:
     """Stage 3 (see the module docstring) for one target: the report as XCom."""
-    return reconcile_batch(
-        config, target_name, run_dir, run_id=run_id, last_try=last_try, store=store
-    ).to_xcom()
+    return reconcile_batch(config, target_name, run_dir, run_id=run_id, last_try=last_try).to_xcom()
 
 
 def reconcile_batch(
@@ -237,7 +233,6 @@ def reconcile_batch(
     *,
     run_id: str,
     last_try: bool = True,
-    store: Store | None = None,
 ) -> TargetReport:
     """:func:`~scimflow.scim.reconcile.reconcile` of one target, scope Batch, with the
     desired state mapped from the batch's hydrated frames. A target that cannot be
@@ -245,7 +240,7 @@ def reconcile_batch(
     records are parked for it (kind ``unavailable``) instead, so the other targets and
     the offsets go on. Any other error fails the task."""
     from scimflow.resync import target_config_of
-    from scimflow.runtime import connect
+    from scimflow.runtime import connect, open_store
     from scimflow.scim.desired import OktaFrames, Quarantine, build_desired
     from scimflow.scim.reconcile import Batch, park_unavailable, reconcile
     from scimflow.scim.report import TargetReport
@@ -258,7 +253,7 @@ def reconcile_batch(
         user_ids=frozenset(str(u) for u in frames.users["id"].dropna()),
         group_ids=frozenset(str(g) for g in frames.groups["id"].dropna()),
     )
-    with _store(config, store) as st:
+    with open_store(config) as st:
         try:
             with connect(target_config) as client:
                 return reconcile(
@@ -284,18 +279,6 @@ def reconcile_batch(
             report.park(ParkKind.UNAVAILABLE, n)
             report.unavailable = str(exc)
             return report
-
-
-@contextmanager
-def _store(config: ScimflowConfig, given: Store | None) -> Iterator[Store]:
-    """The given store, or the configuration's (opened and closed here)."""
-    if given is not None:
-        yield given
-        return
-    from scimflow.runtime import open_store
-
-    with open_store(config) as store:
-        yield store
 
 
 def finish(config: ScimflowConfig, run_dir: Path) -> dict[str, Any]:
@@ -324,17 +307,18 @@ def run_once(
 ) -> dict[str, Any]:
     """One whole micro-batch without Airflow (``scimflow stream once``): the DAG's stages
     in order, targets one after the other. Offsets are committed only at the end."""
-    from scimflow.stream.kafka import read_batch
+    from scimflow.stream.consume import commit_batch, consume_batch
 
-    if config.kafka is None:
-        raise ScimflowError("the configuration has no kafka section")
-    batch = read_batch(config.kafka, max_events=max_events)
-    save_changes(run_dir, batch.changes, batch.offsets)
-    out: dict[str, Any] = {"read": len(batch.changes), "dead_lettered": batch.dead_lettered}
-    if batch.changes:
-        out["hydrate"] = hydrate(config, run_dir)
-        out["targets"] = [
-            apply_to_target(config, t.name, run_dir, run_id=run_id) for t in config.targets
-        ]
-    out["finish"] = finish(config, run_dir)
-    return out
+    consumed = consume_batch(config, run_dir, max_events=max_events)
+    applied = [
+        apply_to_target(config, name, run_dir, run_id=run_id) for name in consumed.target_names
+    ]
+    committed = commit_batch(config, run_dir)
+    return {
+        "read": consumed.events,
+        "dead_lettered": consumed.dead_lettered,
+        "hydrate": consumed.hydrate,
+        "targets": applied,
+        "finish": committed.finished,
+        "left": committed.left,
+    }

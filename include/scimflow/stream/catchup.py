@@ -17,10 +17,14 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scimflow.errors import ScimflowError
 from scimflow.stream.events import PROVISIONING_EVENT_TYPES, InvalidEvent, route
+
+if TYPE_CHECKING:
+    from scimflow.scim.config import ScimflowConfig
+    from scimflow.state.store import StateStore
 
 __all__ = ["SEEN_RETENTION", "catch_up"]
 
@@ -31,11 +35,16 @@ log = logging.getLogger(__name__)
 
 
 def catch_up(
-    config: Any, since: datetime, until: datetime, *, store: Any = None, dry_run: bool = False
+    config: ScimflowConfig,
+    since: datetime,
+    until: datetime,
+    *,
+    store: StateStore | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Publish the unseen provisioning events published in [since, until)."""
     from scimflow.okta.source import OktaSettings, OktaSource
-    from scimflow.state.store import StateStore
+    from scimflow.runtime import open_store
     from scimflow.stream.kafka import publish
 
     if config.kafka is None:
@@ -59,16 +68,9 @@ def catch_up(
             log.warning("System Log event %s left out: %s", e.get("uuid"), exc)
             continue
         routable.append(e)
-    own = store is None
-    store = store or StateStore(config.state.resolved_url())
-    try:
-        if own:
-            store.migrate()
-        unseen = store.unseen(e["uuid"] for e in routable)
-        pruned = 0 if dry_run else store.prune_seen(datetime.now(UTC) - SEEN_RETENTION)
-    finally:
-        if own:
-            store.close()
+    with open_store(config, store) as st:
+        unseen = st.unseen(e["uuid"] for e in routable)
+        pruned = 0 if dry_run else st.prune_seen(datetime.now(UTC) - SEEN_RETENTION)
     missing = [e for e in routable if e["uuid"] in unseen]
     published = 0 if dry_run else publish(config.kafka, missing)
     return {

@@ -12,7 +12,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scimflow.state.store import StateStore
 
 __all__ = ["Latency", "latency"]
 
@@ -43,7 +46,7 @@ def _quantile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
-def latency(store: Any, since: datetime) -> Latency | None:
+def latency(store: StateStore, since: datetime) -> Latency | None:
     """Latency of the event-caused writes recorded since ``since``; None if there are none."""
     rows = [(u, t, at, pub) for u, t, at, pub in store.event_writes(since) if pub is not None]
     if not rows:
