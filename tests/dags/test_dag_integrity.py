@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 from unittest import mock
 
 import pytest
+
+if TYPE_CHECKING:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import DAG
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
@@ -16,7 +21,7 @@ def test_there_are_dag_files() -> None:
     assert DAG_FILES, f"no DAG files in {DAGS}"
 
 
-def test_every_dag_file_imports_without_errors(dagbag) -> None:  # type: ignore[no-untyped-def]
+def test_every_dag_file_imports_without_errors(dagbag: DagBag) -> None:
     assert dagbag.import_errors == {}
     parsed_files = {Path(dag.fileloc).name for dag in dagbag.dags.values()}
     assert parsed_files == {p.name for p in DAG_FILES}
@@ -61,12 +66,12 @@ def _dag_call_keywords(path: Path) -> set[str]:
     return keywords
 
 
-def _dags(dagbag):  # type: ignore[no-untyped-def]
+def _dags(dagbag: DagBag) -> list[DAG]:
     return sorted(dagbag.dags.values(), key=lambda d: d.dag_id)
 
 
-def test_every_dag_follows_the_house_rules(dagbag) -> None:  # type: ignore[no-untyped-def]
-    problems = []
+def test_every_dag_follows_the_house_rules(dagbag: DagBag) -> None:
+    problems: list[str] = []
     for dag in _dags(dagbag):
         if not dag.tags:
             problems.append(f"{dag.dag_id}: no tags")
@@ -77,7 +82,7 @@ def test_every_dag_follows_the_house_rules(dagbag) -> None:  # type: ignore[no-u
         for t in dag.tasks:
             if not t.owner or t.owner == "airflow":
                 problems.append(f"{dag.dag_id}.{t.task_id}: no owner")
-            if t.retries < 2:
+            if t.retries is None or t.retries < 2:
                 problems.append(f"{dag.dag_id}.{t.task_id}: retries {t.retries} < 2")
     assert problems == []
 

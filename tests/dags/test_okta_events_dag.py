@@ -6,17 +6,56 @@ consumer group (the doorbell only wakes the DAG, and dag.test() stands in for it
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import httpx
 import pytest
 
+if TYPE_CHECKING:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk import DAG
+    from scimflow.okta.emulator.directory import Directory
+    from scimflow.okta.emulator.server import EmulatorServer
+    from scimflow.scim.config import KafkaConfig, ScimflowConfig
+    from scimflow.services import KafkaBroker
+
+    from tests.support.fixtures import ScimTenant, StartEmulator
+
 pytestmark = pytest.mark.integration
 
 
+class WriteConfig(Protocol):
+    """:meth:`StreamWorld.write`: rewrite the configuration file, return it loaded."""
+
+    def __call__(
+        self, b_url: str | None = None, a_url: str | None = None, b_scope: str = ""
+    ) -> ScimflowConfig: ...
+
+
+class World(TypedDict):
+    """The ``world`` fixture: a :class:`StreamWorld`'s parts these tests use."""
+
+    okta: EmulatorServer
+    config: Path  # the configuration file the runs are given
+    kafka: Callable[[], KafkaConfig | None]  # its Kafka section, read again
+    write: WriteConfig
+    a: str  # base URL of target app-a
+    b: str  # base URL of target app-b
+    token: str
+    state: str  # the state store's URL
+
+
 @pytest.fixture()
-def world(okta_emulator, scim_tenant, kafka, tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
+def world(
+    okta_emulator: StartEmulator,
+    scim_tenant: ScimTenant,
+    kafka: KafkaBroker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> World:
     from scimflow.scim.config import load_config
 
     from tests.support.stream_world import stream_world
@@ -35,11 +74,11 @@ def world(okta_emulator, scim_tenant, kafka, tmp_path: Path, monkeypatch):  # ty
 
 
 @pytest.fixture()
-def dag(dagbag):  # type: ignore[no-untyped-def]
+def dag(dagbag: DagBag) -> Iterator[DAG]:
     """Retries shortened: these tests want the verdicts, not the waits."""
     from datetime import timedelta
 
-    dag = dagbag.get_dag("okta_events")
+    dag: DAG = dagbag.get_dag("okta_events")
     saved = {t.task_id: (t.retries, t.retry_delay, t.retry_exponential_backoff) for t in dag.tasks}
     for t in dag.tasks:
         t.retries, t.retry_delay, t.retry_exponential_backoff = 0, timedelta(seconds=1), False
@@ -48,26 +87,27 @@ def dag(dagbag):  # type: ignore[no-untyped-def]
         t.retries, t.retry_delay, t.retry_exponential_backoff = saved[t.task_id]
 
 
-def run(dag, world):  # type: ignore[no-untyped-def]
+def run(dag: DAG, world: World) -> DagRun:
     conf = {"config_path": str(world["config"]), "data_dir": "", "max_events": 0}
-    return dag.test(run_conf=conf)
+    result: DagRun = dag.test(run_conf=conf)
+    return result
 
 
-def states(run) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def states(run: DagRun) -> dict[str, str]:
     return {
         (ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): str(ti.state)
         for ti in run.get_task_instances()
     }
 
 
-def xcom(run, task_id: str, map_index: int = -1, key: str = "return_value") -> Any:  # type: ignore[no-untyped-def]
+def xcom(run: DagRun, task_id: str, map_index: int = -1, key: str = "return_value") -> Any:
     ti = next(
         t for t in run.get_task_instances() if t.task_id == task_id and t.map_index == map_index
     )
     return ti.xcom_pull(task_ids=task_id, map_indexes=map_index, key=key)
 
 
-def labels(run, task_id: str) -> list[str | None]:  # type: ignore[no-untyped-def]
+def labels(run: DagRun, task_id: str) -> list[str | None]:
     """The mapped task instances' labels in the UI (``rendered_map_index``), by map index."""
     tis = sorted(
         (ti for ti in run.get_task_instances() if ti.task_id == task_id),
@@ -83,9 +123,9 @@ def scim_users(base: str, token: str) -> dict[str, dict[str, Any]]:
     return {u["userName"]: u for u in resp.json().get("Resources", [])}
 
 
-def expected(d, okta_ids) -> dict[str, tuple[bool, str | None]]:  # type: ignore[no-untyped-def]
+def expected(d: Directory, okta_ids: Iterable[str]) -> dict[str, tuple[bool, str | None]]:
     """userName → (active, title) of the users Okta still has."""
-    out = {}
+    out: dict[str, tuple[bool, str | None]] = {}
     for uid in okta_ids:
         user = d.users.get(uid)
         if user is not None:
@@ -96,7 +136,9 @@ def expected(d, okta_ids) -> dict[str, tuple[bool, str | None]]:  # type: ignore
     return out
 
 
-def test_churn_events_converge_and_a_second_run_reads_nothing(airflow_db, dag, world) -> None:  # type: ignore[no-untyped-def]
+def test_churn_events_converge_and_a_second_run_reads_nothing(
+    airflow_db: None, dag: DAG, world: World
+) -> None:
     from scimflow.okta.emulator.churn import ChurnDriver
     from scimflow.stream.kafka import lag, publish
 
@@ -130,8 +172,8 @@ def test_churn_events_converge_and_a_second_run_reads_nothing(airflow_db, dag, w
 
 
 def test_a_failing_target_task_retries_then_parks_and_the_batch_is_committed(
-    airflow_db, dag, world
-) -> None:  # type: ignore[no-untyped-def]
+    airflow_db: None, dag: DAG, world: World
+) -> None:
     from scimflow.state.store import StateStore
     from scimflow.stream.kafka import lag, publish
 
@@ -157,9 +199,9 @@ def test_a_failing_target_task_retries_then_parks_and_the_batch_is_committed(
 
 
 def test_catchup_republishes_what_the_hooks_dropped_and_the_stream_repairs_it(
-    airflow_db, dag, dagbag, world, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
-    def monkeypatch_retries(d):  # type: ignore[no-untyped-def]
+    airflow_db: None, dag: DAG, dagbag: DagBag, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def monkeypatch_retries(d: DAG) -> None:
         for t in d.tasks:  # restored after the test: the DagBag is the session's
             monkeypatch.setattr(t, "retries", 0)
 
@@ -183,7 +225,7 @@ def test_catchup_republishes_what_the_hooks_dropped_and_the_stream_repairs_it(
     dropped = d.log[before:]
     assert lag(world["kafka"]()) == 0
 
-    catchup = dagbag.get_dag("okta_catchup")
+    catchup: DAG = dagbag.get_dag("okta_catchup")
     monkeypatch_retries(catchup)
     published = 0
     first = datetime.fromisoformat(delivered[0]["published"].replace("Z", "+00:00"))
@@ -191,7 +233,7 @@ def test_catchup_republishes_what_the_hooks_dropped_and_the_stream_repairs_it(
     hour = first.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     while hour <= last:  # one run per hourly interval the events fall in
         # a manual run at T covers the interval that ends at T: [T - 1 h, T)
-        result = catchup.test(
+        result: DagRun = catchup.test(
             logical_date=hour + timedelta(hours=1),
             run_conf={"config_path": str(world["config"]), "dry_run": False},
         )
@@ -214,17 +256,19 @@ def test_catchup_republishes_what_the_hooks_dropped_and_the_stream_repairs_it(
         assert store.unseen(e["uuid"] for e in dropped + delivered) == set()
 
 
-def test_end_to_end_churn_hooks_receiver_kafka_dag(airflow_db, dag, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_end_to_end_churn_hooks_receiver_kafka_dag(
+    airflow_db: None, dag: DAG, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The emulator's churn driver delivers Event Hooks (duplicates and out of order) to the
     real receiver, which writes them to Kafka; okta_events runs until the topic is drained."""
     import socket
     import threading
-    import time
 
     import uvicorn
     from scimflow.okta.emulator.churn import ChurnDriver
     from scimflow.receiver import create_app
     from scimflow.scim.config import ReceiverConfig, SecretRef
+    from scimflow.services.process import wait_until
     from scimflow.state.store import StateStore
     from scimflow.stream.kafka import lag
 
@@ -233,6 +277,7 @@ def test_end_to_end_churn_hooks_receiver_kafka_dag(airflow_db, dag, world, monke
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     kafka = world["kafka"]()
+    assert kafka is not None
     app = create_app(ReceiverConfig(port=port, secret=SecretRef(env="E2E_HOOK_SECRET")), kafka)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -240,10 +285,7 @@ def test_end_to_end_churn_hooks_receiver_kafka_dag(airflow_db, dag, world, monke
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        assert wait_until(lambda: server.started, timeout=60, interval=0.05, alive=thread.is_alive)
         okta = world["okta"]
         resp = httpx.post(
             f"{okta.url}/emulator/hooks",
@@ -293,8 +335,8 @@ def test_end_to_end_churn_hooks_receiver_kafka_dag(airflow_db, dag, world, monke
 
 
 def test_a_run_that_leaves_events_on_the_topic_rings_the_doorbell_again(
-    airflow_db, dag, world
-) -> None:  # type: ignore[no-untyped-def]
+    airflow_db: None, dag: DAG, world: World
+) -> None:
     """The throttled doorbell passes messages over: the commit's lag check is what makes
     sure none waits for a next message."""
     from airflow.models.asset import AssetEvent, AssetModel
@@ -308,11 +350,11 @@ def test_a_run_that_leaves_events_on_the_topic_rings_the_doorbell_again(
         d.update_profile(uid, {"title": "Rearm Tester"})
     publish(world["kafka"](), d.log[before:])
     conf = {"config_path": str(world["config"]), "data_dir": "", "max_events": 2}
-    result = dag.test(run_conf=conf)
+    result: DagRun = dag.test(run_conf=conf)
     assert str(result.state) == "success", states(result)
     assert xcom(result, "commit")["left"] == 3 == lag(world["kafka"]())
 
-    def rings() -> list[dict]:
+    def rings() -> list[dict[str, Any]]:
         with create_session() as session:
             return [
                 e.extra

@@ -5,18 +5,46 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
+if TYPE_CHECKING:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk import DAG
+    from scimflow.okta.emulator.server import EmulatorServer
+    from scimflow.services import PostgresServer
+
+    from tests.support.fixtures import ScimTenant, StartEmulator
+
 pytestmark = pytest.mark.integration
 
 
+class WriteConfig(Protocol):
+    """Rewrite the configuration file, app-b at ``b_url`` (by default its own URL)."""
+
+    def __call__(self, b_url: str = ...) -> None: ...
+
+
+class World(TypedDict):
+    """The ``world`` fixture: an emulator, two empty SCIM targets, a configuration file."""
+
+    okta: EmulatorServer
+    config: Path  # the configuration file the runs are given
+    a: str  # base URL of target app-a
+    b: str  # base URL of target app-b
+    token: str
+    write: WriteConfig
+    state: str  # the state store's URL
+
+
 @pytest.fixture()
-def state_url(postgres):  # type: ignore[no-untyped-def]
+def state_url(postgres: PostgresServer) -> Iterator[str]:
     """A fresh PostgreSQL database for this test's state store."""
     name = f"state_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(postgres.url(), isolation_level="AUTOCOMMIT")
@@ -30,7 +58,13 @@ def state_url(postgres):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture()
-def world(okta_emulator, scim_tenant, state_url, tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
+def world(
+    okta_emulator: StartEmulator,
+    scim_tenant: ScimTenant,
+    state_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> World:
     okta = okta_emulator(users=40, groups=3, seed=9)
     base_a, token = scim_tenant
     base_b = base_a.replace("/t", "/b", 1)
@@ -67,9 +101,9 @@ targets:
 
 
 @pytest.fixture()
-def dag(dagbag):  # type: ignore[no-untyped-def]
+def dag(dagbag: DagBag) -> Iterator[DAG]:
     """The DAG with retries off: these tests want each run's verdict, not the retries' waits."""
-    dag = dagbag.get_dag("okta_resync")
+    dag: DAG = dagbag.get_dag("okta_resync")
     saved = {t.task_id: t.retries for t in dag.tasks}
     for t in dag.tasks:
         t.retries = 0
@@ -78,27 +112,28 @@ def dag(dagbag):  # type: ignore[no-untyped-def]
         t.retries = saved[t.task_id]
 
 
-def run(dag, world, **conf: Any):  # type: ignore[no-untyped-def]
+def run(dag: DAG, world: World, **conf: Any) -> DagRun:
     # every param said each time: a run's conf must not leak into the next test's run
     defaults = {"targets": [], "dry_run": False, "force": False, "max_failed_share": 0.05}
-    return dag.test(run_conf={**defaults, "config_path": str(world["config"]), **conf})
+    result: DagRun = dag.test(run_conf={**defaults, "config_path": str(world["config"]), **conf})
+    return result
 
 
-def states(run) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def states(run: DagRun) -> dict[str, str]:
     return {
         (ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): str(ti.state)
         for ti in run.get_task_instances()
     }
 
 
-def xcom(run, task_id: str, map_index: int = -1) -> Any:  # type: ignore[no-untyped-def]
+def xcom(run: DagRun, task_id: str, map_index: int = -1) -> Any:
     ti = next(
         t for t in run.get_task_instances() if t.task_id == task_id and t.map_index == map_index
     )
     return ti.xcom_pull(task_ids=task_id, map_indexes=map_index)
 
 
-def labels(run, task_id: str) -> list[str | None]:  # type: ignore[no-untyped-def]
+def labels(run: DagRun, task_id: str) -> list[str | None]:
     """The mapped task instances' labels in the UI (``rendered_map_index``), by map index."""
     tis = sorted(
         (ti for ti in run.get_task_instances() if ti.task_id == task_id),
@@ -107,14 +142,15 @@ def labels(run, task_id: str) -> list[str | None]:  # type: ignore[no-untyped-de
     return [ti.rendered_map_index for ti in tis]
 
 
-def users(base: str, token: str) -> list[dict]:
+def users(base: str, token: str) -> list[dict[str, Any]]:
     resp = httpx.get(
         f"{base}/Users", params={"count": 1000}, headers={"Authorization": f"Bearer {token}"}
     )
-    return resp.json().get("Resources", [])
+    found: list[dict[str, Any]] = resp.json().get("Resources", [])
+    return found
 
 
-def test_converges_from_empty_then_writes_nothing(airflow_db, dag, world) -> None:  # type: ignore[no-untyped-def]
+def test_converges_from_empty_then_writes_nothing(airflow_db: None, dag: DAG, world: World) -> None:
     d = world["okta"].state.directory
     first = run(dag, world)
     assert str(first.state) == "success", states(first)
@@ -153,8 +189,8 @@ def test_converges_from_empty_then_writes_nothing(airflow_db, dag, world) -> Non
 
 
 def test_a_record_failing_validation_is_quarantined_and_the_others_pushed(
-    airflow_db, dag, world
-) -> None:  # type: ignore[no-untyped-def]
+    airflow_db: None, dag: DAG, world: World
+) -> None:
     d = world["okta"].state.directory
     bad = d.user_ids[3]
     d.users[bad]["profile"]["email"] = "not-an-email"
@@ -174,8 +210,8 @@ def test_a_record_failing_validation_is_quarantined_and_the_others_pushed(
 
 
 def test_a_pushed_user_whose_record_turns_bad_is_parked_not_deactivated(
-    airflow_db, dag, world
-) -> None:  # type: ignore[no-untyped-def]
+    airflow_db: None, dag: DAG, world: World
+) -> None:
     assert str(run(dag, world).state) == "success"
     d = world["okta"].state.directory
     # a pushed user who is a member of a group
@@ -209,7 +245,9 @@ def test_a_pushed_user_whose_record_turns_bad_is_parked_not_deactivated(
         assert [p.okta_id for p in store.parked("app-a")] == [uid]
 
 
-def test_a_dry_run_writes_nothing_and_shows_the_plan(airflow_db, dag, world) -> None:  # type: ignore[no-untyped-def]
+def test_a_dry_run_writes_nothing_and_shows_the_plan(
+    airflow_db: None, dag: DAG, world: World
+) -> None:
     result = run(dag, world, dry_run=True, targets=["app-a"])
     assert str(result.state) == "success", states(result)
     summary = xcom(result, "sync_target", 0)
@@ -219,7 +257,7 @@ def test_a_dry_run_writes_nothing_and_shows_the_plan(airflow_db, dag, world) -> 
     assert users(world["a"], world["token"]) == [] and users(world["b"], world["token"]) == []
 
 
-def test_each_mapped_sync_is_named_by_its_target(airflow_db, dag, world) -> None:  # type: ignore[no-untyped-def]
+def test_each_mapped_sync_is_named_by_its_target(airflow_db: None, dag: DAG, world: World) -> None:
     every = run(dag, world, dry_run=True)
     assert str(every.state) == "success", states(every)
     assert labels(every, "sync_target") == ["app-a", "app-b"]
@@ -238,8 +276,8 @@ def test_each_mapped_sync_is_named_by_its_target(airflow_db, dag, world) -> None
 
 
 def test_the_deletion_guard_stops_a_run_when_okta_returns_far_fewer_users(
-    airflow_db, dag, world
-) -> None:  # type: ignore[no-untyped-def]
+    airflow_db: None, dag: DAG, world: World
+) -> None:
     assert str(run(dag, world, targets=["app-a"]).state) == "success"
     before = sorted((u["userName"], u.get("active")) for u in users(world["a"], world["token"]))
     d = world["okta"].state.directory
@@ -255,8 +293,8 @@ def test_the_deletion_guard_stops_a_run_when_okta_returns_far_fewer_users(
 
 
 def test_a_target_that_is_down_fails_only_its_task_and_converges_when_back(
-    airflow_db, dag, world
-) -> None:  # type: ignore[no-untyped-def]
+    airflow_db: None, dag: DAG, world: World
+) -> None:
     with socket_free_port() as port:
         world["write"](b_url=f"http://127.0.0.1:{port}/down/v2")  # nothing listens there
     result = run(dag, world)
@@ -283,8 +321,8 @@ class socket_free_port:
         self.sock.close()
 
 
-def test_lineage_assets_are_declared(dagbag) -> None:  # type: ignore[no-untyped-def]
-    dag = dagbag.get_dag("okta_resync")
+def test_lineage_assets_are_declared(dagbag: DagBag) -> None:
+    dag: DAG = dagbag.get_dag("okta_resync")
     export = dag.get_task("export")
     assert {a.uri for a in export.inlets} == {"okta://okta/users", "okta://okta/groups"}
     assert [a.uri for a in export.outlets] == ["file:///scimflow/snapshots/okta"]
@@ -293,7 +331,7 @@ def test_lineage_assets_are_declared(dagbag) -> None:  # type: ignore[no-untyped
     _ = json  # the module uses json in helpers of later tests
 
 
-def lineage_events(run_id: str) -> list[dict]:
+def lineage_events(run_id: str) -> list[dict[str, Any]]:
     """The OpenLineage events of one DAG run, from the session's file transport."""
     from airflow.providers.openlineage.plugins.listener import get_openlineage_listener
 
@@ -303,27 +341,31 @@ def lineage_events(run_id: str) -> list[dict]:
     assert path.exists(), f"no OpenLineage events in {path}: is OpenLineage on (tests/conftest.py)?"
     events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def airflow_run_id(event: dict) -> str | None:
+    def airflow_run_id(event: dict[str, Any]) -> str | None:
         facets = event["run"].get("facets", {})
         task_facet = facets.get("airflow", {})  # task events
         dag_facet = facets.get("airflowDagRun", {})  # DAG events
-        return (task_facet.get("dagRun") or dag_facet.get("dagRun") or {}).get("run_id")
+        dag_run = task_facet.get("dagRun") or dag_facet.get("dagRun") or {}
+        found: str | None = dag_run.get("run_id")
+        return found
 
     return [e for e in events if airflow_run_id(e) == run_id]
 
 
-def datasets(event: dict, key: str) -> list[dict[str, str]]:
+def datasets(event: dict[str, Any], key: str) -> list[dict[str, str]]:
     """An event's inputs or outputs as namespace and name, in a stable order."""
     found = [{"namespace": d["namespace"], "name": d["name"]} for d in event.get(key, [])]
     return sorted(found, key=lambda d: (d["namespace"], d["name"]))
 
 
-def test_lineage_events_name_the_okta_snapshot_and_scim_datasets(airflow_db, dag, world) -> None:  # type: ignore[no-untyped-def]
+def test_lineage_events_name_the_okta_snapshot_and_scim_datasets(
+    airflow_db: None, dag: DAG, world: World
+) -> None:
     result = run(dag, world)
     assert str(result.state) == "success", states(result)
     events = lineage_events(result.run_id)
     complete = [e for e in events if e["eventType"] == "COMPLETE"]
-    by_job: dict[str, list[dict]] = {}
+    by_job: dict[str, list[dict[str, Any]]] = {}
     for e in complete:
         by_job.setdefault(e["job"]["name"], []).append(e)
     assert {e["job"]["namespace"] for e in complete} == {"scimflow"}

@@ -8,16 +8,49 @@ stages in order.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import httpx
 import pytest
 
+if TYPE_CHECKING:
+    from scimflow.okta.emulator.server import EmulatorServer
+    from scimflow.scim.config import ScimflowConfig
+    from scimflow.services import KafkaBroker
+
+    from tests.support.fixtures import ScimTenant, StartEmulator
+
 pytestmark = pytest.mark.integration
 
 
+class WriteConfig(Protocol):
+    """:meth:`StreamWorld.write`: rewrite the configuration file, return it loaded."""
+
+    def __call__(
+        self, b_url: str | None = None, a_url: str | None = None, b_scope: str = ""
+    ) -> ScimflowConfig: ...
+
+
+class World(TypedDict):
+    """The ``world`` fixture: a :class:`StreamWorld`'s parts these tests use."""
+
+    okta: EmulatorServer
+    config: ScimflowConfig  # the configuration the next batch runs on
+    write: WriteConfig
+    a: str  # base URL of target app-a
+    b: str  # base URL of target app-b
+    token: str
+    dir: Path  # the configuration file's directory, and the batches' data
+
+
 @pytest.fixture()
-def world(okta_emulator, scim_tenant, kafka, tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
+def world(
+    okta_emulator: StartEmulator,
+    scim_tenant: ScimTenant,
+    kafka: KafkaBroker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> World:
     from tests.support.stream_world import stream_world
 
     w = stream_world(okta_emulator, scim_tenant, kafka, tmp_path, monkeypatch, seed=4)
@@ -46,13 +79,13 @@ def scim_groups(base: str, token: str) -> dict[str, dict[str, Any]]:
     return {g["displayName"]: g for g in resp.json().get("Resources", [])}
 
 
-def once(world: dict[str, Any], n: int) -> dict[str, Any]:
+def once(world: World, n: int) -> dict[str, Any]:
     from scimflow.stream.batch import run_once
 
     return run_once(world["config"], world["dir"] / f"run{n}", run_id=f"run{n}")
 
 
-def test_a_batch_with_duplicates_and_disorder_converges_once(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_with_duplicates_and_disorder_converges_once(world: World) -> None:
     from scimflow.state.store import StateStore
     from scimflow.stream.kafka import publish
 
@@ -83,7 +116,7 @@ def test_a_batch_with_duplicates_and_disorder_converges_once(world) -> None:  # 
         assert u3_scim in {m["value"] for m in group.get("members", [])}
 
     # the audit log names each write's Okta event uuid
-    by_user = {}
+    by_user: dict[str, set[str]] = {}
     for e in events:
         for t in e["target"]:
             by_user.setdefault(t["id"], set()).add(e["uuid"])
@@ -114,7 +147,7 @@ def test_a_batch_with_duplicates_and_disorder_converges_once(world) -> None:  # 
     assert [t["writes"] for t in third["targets"]] == [0, 0]
 
 
-def test_a_down_target_is_parked_and_catches_up_without_holding_the_other(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_down_target_is_parked_and_catches_up_without_holding_the_other(world: World) -> None:
     from scimflow.state.store import ParkKind, StateStore
     from scimflow.stream.kafka import lag, publish
 
@@ -159,7 +192,7 @@ def test_a_down_target_is_parked_and_catches_up_without_holding_the_other(world)
         assert store.parked("app-b") == []
 
 
-def test_a_crash_before_the_commit_replays_the_batch_without_duplicates(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_crash_before_the_commit_replays_the_batch_without_duplicates(world: World) -> None:
     from scimflow.stream import batch as stream
     from scimflow.stream.kafka import lag, publish, read_batch
 
@@ -184,11 +217,14 @@ def test_a_crash_before_the_commit_replays_the_batch_without_duplicates(world) -
     assert lag(config.kafka) == 0
 
 
-def test_a_message_that_is_not_an_event_is_dead_lettered_and_the_rest_goes_on(world, kafka) -> None:  # type: ignore[no-untyped-def]
+def test_a_message_that_is_not_an_event_is_dead_lettered_and_the_rest_goes_on(
+    world: World, kafka: KafkaBroker
+) -> None:
     from confluent_kafka import Consumer, Producer
     from scimflow.stream.kafka import publish
 
     config = world["config"]
+    assert config.kafka is not None
     d = world["okta"].state.directory
     producer = Producer({"bootstrap.servers": kafka.address})
     producer.produce(config.kafka.topic, key=b"x", value=b"{not json")
@@ -208,18 +244,20 @@ def test_a_message_that_is_not_an_event_is_dead_lettered_and_the_rest_goes_on(wo
         }
     )
     consumer.subscribe([config.kafka.dlq_topic])
-    reasons = []
+    reasons: list[str] = []
     for _ in range(30):
         msg = consumer.poll(1.0)
         if msg is not None and not msg.error():
-            reasons.append(dict(msg.headers())["reason"].decode())
+            reason = dict(msg.headers() or [])["reason"]
+            assert isinstance(reason, bytes), reason
+            reasons.append(reason.decode())
         if len(reasons) == 2:
             break
     consumer.close()
     assert any("not JSON" in r for r in reasons) and any("missing published" in r for r in reasons)
 
 
-def test_the_stream_once_command_runs_a_batch(world) -> None:  # type: ignore[no-untyped-def]
+def test_the_stream_once_command_runs_a_batch(world: World) -> None:
     from scimflow.cli import app
     from scimflow.stream.kafka import lag, publish
     from typer.testing import CliRunner
@@ -246,16 +284,16 @@ def test_the_stream_once_command_runs_a_batch(world) -> None:  # type: ignore[no
     assert len(scim_users(world["a"], world["token"])) == 1
 
 
-def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(world: World) -> None:
     """`scimflow stream once` is SIGKILLed while it writes to app-a (every answer held back
     by a proxy, so some writes reached the target unanswered); the next batch replays."""
     import os
     import signal
     import subprocess
     import sys
-    import time
     from urllib.parse import urlsplit
 
+    from scimflow.services.process import wait_until
     from scimflow.stream.kafka import lag, publish
 
     from tests.support.fault_proxy import FaultProxy
@@ -285,11 +323,14 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(world) -
             stderr=subprocess.DEVNULL,
         )
         try:
-            deadline = time.monotonic() + 180
-            while len(scim_users(world["a"], world["token"])) < 2:
-                assert proc.poll() is None, "the batch ended before it could be killed"
-                assert time.monotonic() < deadline, "no write reached the target"
-                time.sleep(0.1)
+            reached = wait_until(
+                lambda: len(scim_users(world["a"], world["token"])) >= 2,
+                timeout=180,
+                interval=0.1,
+                alive=lambda: proc.poll() is None,
+            )
+            assert reached or proc.poll() is None, "the batch ended before it could be killed"
+            assert reached, "no write reached the target"
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
@@ -315,7 +356,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(world) -
     assert lag(world["config"].kafka) == 0
 
 
-def _member_logins(world: dict[str, Any], base: str, group_name: str) -> dict[str, bool]:
+def _member_logins(world: World, base: str, group_name: str) -> dict[str, bool]:
     """The group's members in a target, by login, with whether each is active."""
     by_id = {u["id"]: u for u in scim_users(base, world["token"]).values()}
     group = scim_groups(base, world["token"])[group_name]
@@ -325,7 +366,7 @@ def _member_logins(world: dict[str, Any], base: str, group_name: str) -> dict[st
     }
 
 
-def test_a_leaver_leaves_its_groups_in_the_same_batch_and_a_returner_rejoins(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_leaver_leaves_its_groups_in_the_same_batch_and_a_returner_rejoins(world: World) -> None:
     from scimflow.stream.kafka import publish
 
     # app-a keeps every status: a deactivated user stays, inactive, in its groups (as in
@@ -372,7 +413,7 @@ def test_a_leaver_leaves_its_groups_in_the_same_batch_and_a_returner_rejoins(wor
         assert _member_logins(world, base, name)[login] is True
 
 
-def test_a_user_and_its_new_manager_in_one_batch_are_each_written_once(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_user_and_its_new_manager_in_one_batch_are_each_written_once(world: World) -> None:
     from scimflow.state.store import StateStore
     from scimflow.stream.kafka import publish
 
@@ -396,12 +437,12 @@ def test_a_user_and_its_new_manager_in_one_batch_are_each_written_once(world) ->
         assert manager["value"] == boss_scim
     with StateStore(world["config"].state.resolved_url()) as store:
         ops = [r["operation"] for r in store.audit("app-a", limit=100)]
-    assert sorted(ops) == ["create", "create"]
+    assert sorted(ops) == ["create", "create", "reconcile"]  # two writes, and their summary
 
 
 def test_the_catch_up_forgets_uuids_seen_before_the_system_logs_retention(
-    world, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from datetime import UTC, datetime, timedelta
 
     from scimflow.state import store as store_module
@@ -426,8 +467,8 @@ def test_the_catch_up_forgets_uuids_seen_before_the_system_logs_retention(
 
 @pytest.mark.parametrize("by_user_max", [1000, 5], ids=["each-users-groups", "scope-members"])
 def test_a_target_scoped_by_group_gets_exactly_the_batchs_members_of_its_group(
-    world, monkeypatch, by_user_max: int
-) -> None:  # type: ignore[no-untyped-def]
+    world: World, monkeypatch: pytest.MonkeyPatch, by_user_max: int
+) -> None:
     from scimflow.stream import batch as batch_module
     from scimflow.stream.kafka import publish
 
@@ -454,7 +495,7 @@ def test_a_target_scoped_by_group_gets_exactly_the_batchs_members_of_its_group(
         assert requests >= len(changed)
 
 
-def test_a_user_deleted_from_okta_leaves_the_targets_groups(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_user_deleted_from_okta_leaves_the_targets_groups(world: World) -> None:
     from scimflow.stream.kafka import publish
 
     d = world["okta"].state.directory
@@ -483,7 +524,7 @@ def test_a_user_deleted_from_okta_leaves_the_targets_groups(world) -> None:  # t
     assert all(t["results"].get("members_remove:applied") == 1 for t in result["targets"])
 
 
-def test_a_batch_deprovisioning_too_many_users_is_held_by_the_deletion_guard(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_deprovisioning_too_many_users_is_held_by_the_deletion_guard(world: World) -> None:
     from scimflow.state.store import StateStore
     from scimflow.stream.kafka import publish
 

@@ -6,10 +6,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from scimflow.state.store import StateStore
+
+if TYPE_CHECKING:
+    from tests.support.fixtures import ScimTenant, StartEmulator
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +30,17 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     )
 
 
-def users_in(base_url: str, token: str) -> list[dict]:
+def users_in(base_url: str, token: str) -> list[dict[str, Any]]:
     page = httpx.get(
         f"{base_url}/Users", params={"count": 1000}, headers={"Authorization": f"Bearer {token}"}
     ).json()
-    return page.get("Resources", [])
+    users: list[dict[str, Any]] = page.get("Resources", [])
+    return users
 
 
 def test_sync_dry_run_then_converge_then_nothing_to_do(
-    okta_emulator, scim_tenant, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    okta_emulator: StartEmulator, scim_tenant: ScimTenant, tmp_path: Path
+) -> None:
     okta = okta_emulator(users=60, groups=4, seed=5)
     d = okta.state.directory
     engineering = d.groups[d.group_ids[0]]["profile"]["name"]
