@@ -485,16 +485,10 @@ class _Actual:
                 self.by_name[str(resource["userName"]).lower()] = resource
 
 
-@dataclass(frozen=True)
-class _Found:
-    """Which resource a desired user is: its link, the resource read, and its SCIM id (None:
-    to create); ``matched`` when found by externalId/userName rather than by link."""
-
-    okta_id: str
-    link: LinkLike | None
-    current: Mapping[str, Any] | None
-    scim_id: str | None
-    matched: bool
+# Which resource a desired user is: (Okta id, its link, the resource read, its SCIM id or
+# None to create it, whether it was matched by externalId/userName rather than by link).
+# A plain tuple: a plan builds one per desired user.
+_Found = tuple[str, "LinkLike | None", "Mapping[str, Any] | None", "str | None", bool]
 
 
 def _plan_users(
@@ -511,9 +505,16 @@ def _plan_users(
     # whose each linked resource is (every link, not only those a view iterates)
     owner = {link.scim_id: okta_id for okta_id, link in _all_links(links).items()}
     # 1. which resource each desired user is (its SCIM id), or that it must be created
-    found = [_find(okta_id, desired, links, index, owner, notes) for okta_id in sorted(desired)]
-    scim_ids = {f.okta_id: f.scim_id for f in found}
-    claimed = {f.scim_id for f in found if f.scim_id is not None}
+    if index.read:
+        found = [_find(okta_id, desired, links, index, owner, notes) for okta_id in sorted(desired)]
+    else:  # the link alone says (the common case of a batch: kept inline, one per user)
+        found = [
+            (okta_id, link, None, link.scim_id if link else None, False)
+            for okta_id in sorted(desired)
+            for link in (links.get(okta_id),)
+        ]
+    scim_ids = {f[0]: f[3] for f in found}
+    claimed = {scim_id for scim_id in scim_ids.values() if scim_id is not None}
     # 2. creates in waves, so that a manager's SCIM id exists before its reports are written
     creating = {okta_id for okta_id, scim_id in scim_ids.items() if scim_id is None}
     waves, _broken = _create_waves(desired, creating) if creating else ({}, set())
@@ -521,7 +522,8 @@ def _plan_users(
     ops = [
         op
         for f in found
-        if (op := _user_op(f, desired[f.okta_id], links, scim_ids, creating, waves, use_patch))
+        if not _unchanged(f, desired[f[0]])
+        and (op := _user_op(f, desired[f[0]], links, scim_ids, creating, waves, use_patch))
     ]
     ops += _deprovisions(links, desired, claimed, index, deprovision, notes)
     if index.read and unmanaged == "deactivate":
@@ -532,6 +534,18 @@ def _plan_users(
     return Plan(target, tuple(ops), managed_users=managed, notes=tuple(notes))
 
 
+def _unchanged(f: _Found, want: DesiredUserLike) -> bool:
+    """Linked, not read, no manager to resolve, and its hash is what was last pushed: the
+    most common user of a batch, settled without building its operation."""
+    link = f[1]
+    return (
+        f[2] is None
+        and link is not None
+        and want.manager_okta_id is None
+        and link.pushed_hash == want.fingerprint
+    )
+
+
 def _find(
     okta_id: str,
     desired: Mapping[str, DesiredUserLike],
@@ -540,26 +554,24 @@ def _find(
     owner: Mapping[str, str],
     notes: list[str],
 ) -> _Found:
-    """By link, then (with the target's state) by externalId, then userName: a match that
+    """With the target's state: by link, then by externalId, then userName: a match that
     no other desired user owns is linked, never duplicated. (One that left Okta gives its
     account up: a user deleted and rehired under a new id with the same login.)"""
     link = links.get(okta_id)
     scim_id = link.scim_id if link else None
-    if not index.read:
-        return _Found(okta_id, link, None, scim_id, False)
     current: Mapping[str, Any] | None = None
     if scim_id is not None:
         current = index.by_id.get(scim_id)
         if current is not None:
-            return _Found(okta_id, link, current, scim_id, False)
+            return (okta_id, link, current, scim_id, False)
         notes.append(f"{okta_id}: linked resource {scim_id} is gone from the target: recreate")
     user_name = str(desired[okta_id].payload.get("userName", "")).lower()
     match = index.by_external.get(okta_id) or index.by_name.get(user_name)
     if match is not None:
         match_id = str(match.get("id"))
         if match_id not in owner or owner[match_id] == okta_id or owner[match_id] not in desired:
-            return _Found(okta_id, link, match, match_id, True)
-    return _Found(okta_id, link, None, None, False)
+            return (okta_id, link, match, match_id, True)
+    return (okta_id, link, None, None, False)
 
 
 def _user_op(
@@ -572,7 +584,7 @@ def _user_op(
     use_patch: bool,
 ) -> Operation | None:
     """The one operation a desired user needs, if any: create, link or update."""
-    okta_id, link, current, scim_id = f.okta_id, f.link, f.current, f.scim_id
+    okta_id, link, current, scim_id, matched = f
     manager = want.manager_okta_id
     waiting: str | None = None  # a manager created in this plan
     wave = 0
@@ -617,13 +629,13 @@ def _user_op(
                     scim_id,
                     payload=payload if waiting else None,
                     fingerprint=digest,
-                    reason="matched by externalId/userName" if f.matched else "in sync",
+                    reason="matched by externalId/userName" if matched else "in sync",
                     wave=wave,
                     manager=waiting,
                 )
             return None
         paths = ", ".join(str(c["path"]).rsplit(":", 1)[-1] for c in changes)
-        if f.matched:
+        if matched:
             paths = f"matched by externalId/userName; {paths}"
         return Operation(
             "update",
