@@ -10,7 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -464,3 +464,22 @@ def test_open_client_with_basic_auth(
     config = _config({"type": "basic", "username": "svc", "password": {"env": "CRM_PASSWORD"}})
     open_client(config, transport=transport()).close()
     assert seen[0].headers["Authorization"] == "Basic " + base64.b64encode(b"svc:pw").decode()
+
+
+def test_the_executor_adds_no_retries_of_its_own(fake: FakeScim) -> None:
+    """A read the executor makes (a deactivation on a server without PATCH reads the user
+    first) is tried max_attempts times in all, by the client (before: the executor
+    retried each of the client's up to 5 attempts 5 times, 25 in all)."""
+    from scimflow.scim.apply import Executor
+    from scimflow.scim.plan import Operation, Plan
+
+    from tests.support.model_target import MemoryStore
+
+    target = client(fake)
+    target.capabilities = replace(target.capabilities, patch=False)
+    fake.faults[("GET", "/Users/s1")] = [503] * 50
+    op = Operation("deactivate", "User", "00u1", "s1", reason="left Okta")
+    result = Executor(target, MemoryStore(), run_id="r", cause="c").apply(Plan("crm", (op,)))
+    assert fake.requests("GET", "/Users/s1") == target.max_attempts == 5
+    assert [okta_id for okta_id, _ in result.failed] == ["00u1"]
+    assert "after 5 attempts" in result.failed[0][1]
