@@ -1,8 +1,11 @@
 # The two commands of the README, and helpers around them.
-.PHONY: demo test venv stop status lock bench
+.PHONY: demo test venv stop status lock bench fresh-check
+
+# options of `scimflow demo`, e.g. make demo ARGS="--no-wait --stream-seconds 60"
+ARGS ?=
 
 demo:            ## the main job: whole local stack + Airflow, demo DAG run, Ctrl-C stops
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(ARGS)
 
 test:            ## set-up, ruff, mypy and every test tier (starts and stops its own services)
 	bash scripts/test.sh
@@ -22,3 +25,6 @@ lock:            ## re-resolve requirements.lock after changing pyproject.toml
 
 bench:
 	.venv/bin/python bench/services_start.py
+
+fresh-check:     ## the README's two commands on a fresh Debian 12 (debootstrap, chroot; root; minutes)
+	bash scripts/fresh-machine-check.sh $(ARGS)

@@ -16,10 +16,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from scimflow.errors import ScimflowError, ServiceError
-from scimflow.services import ServicesSettings, Stack
+from scimflow.services import Service, ServicesSettings, Stack
 from scimflow.state.cli import audit_app, db_app
 
 if TYPE_CHECKING:
+    from scimflow.demo import ResyncOutcome
     from scimflow.scim.report import TargetReport
 
 app = typer.Typer(help="Keep SCIM 2.0 applications equal to Okta.", no_args_is_help=True)
@@ -89,21 +90,43 @@ def _print_status(stack: Stack, names: list[str] | None, with_airflow: bool) -> 
 
 @services_app.command("up")
 def services_up(names: Names = None, with_airflow: WithAirflow = False) -> None:
-    """Start the services that are not running and wait until each is healthy."""
+    """Start the services that are not running and wait until each is healthy.
+
+    If one fails to start, the services this command started are stopped again (those
+    that were already running are left as they were), so a failed start leaves nothing
+    behind.
+    """
     stack = _stack()
+    started: list[Service] = []
     for service in _select(stack, names, with_airflow):
         t0 = time.monotonic()
         with console.status(f"starting {service.name} ..."):
             try:
-                started = service.start()
+                if service.start():
+                    started.append(service)
             except ServiceError as exc:
                 console.print(f"[red]{exc}[/]")
+                _stop_after_failure(service, started)
                 raise typer.Exit(1) from exc
-        verb = "started" if started else "already running"
+            except KeyboardInterrupt:
+                console.print("interrupted: stopping what this command started")
+                _stop_after_failure(service, started)
+                raise
+        verb = "started" if service in started else "already running"
         console.print(
             f"{service.name}: {verb}, healthy in {time.monotonic() - t0:.1f} s ({service.address})"
         )
     _print_status(stack, names, with_airflow)
+
+
+def _stop_after_failure(failed: Service, started: list[Service]) -> None:
+    """Stop the service that failed (if its process runs) and those this command started."""
+    for service in [failed, *reversed(started)]:
+        try:
+            if service.stop():
+                console.print(f"{service.name}: stopped (the start failed)")
+        except ScimflowError as exc:  # stopping the rest matters more than this one
+            console.print(f"[yellow]{service.name}: could not stop it: {exc}[/]")
 
 
 @services_app.command("down")
@@ -131,52 +154,49 @@ def services_status(
 @app.command("demo")
 def demo(
     wait: Annotated[
-        bool, typer.Option("--wait/--no-wait", help="Keep running until Ctrl-C.")
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Keep running until Ctrl-C, then stop everything (--no-wait: leave it running).",
+        ),
     ] = True,
-    dag_id: Annotated[str, typer.Option(help="The DAG the demo triggers.")] = "okta_resync",
+    dag_id: Annotated[str, typer.Option(help="The DAG the demo runs.")] = "okta_resync",
     stream_seconds: Annotated[
         float, typer.Option(help="Seconds of churn for the real-time part (0: skip it).")
     ] = 30.0,
     stream_rate: Annotated[float, typer.Option(help="Directory changes a second.")] = 2.0,
 ) -> None:
-    """Start the whole local stack with Airflow, trigger the demo DAG, report, keep running."""
-    from scimflow.demo import AirflowApi
+    """Start the whole local stack with Airflow, run the demo DAG, report, keep running."""
+    from scimflow.demo import AirflowApi, run_resync
 
     stack = _stack()
     services_up(names=None, with_airflow=True)
     api = AirflowApi(stack.airflow)
     try:
-        api.wait_for_dag(dag_id)
-        api.unpause(dag_id)
         if stream_seconds > 0:
             # unpaused early: its doorbell watcher registers at the file's next parse
             api.wait_for_dag("okta_events")
             api.unpause("okta_events")
-        run_id = api.trigger(dag_id)
-        console.print(f"triggered {dag_id} run {run_id}; waiting ...")
-        result = api.wait_for_run(dag_id, run_id)
-        summaries = [
-            api.xcom(dag_id, run_id, "sync_target", i)
-            for i, (task_id, _state) in enumerate(
-                t for t in result.tasks if t[0].startswith("sync_target[")
-            )
-        ]
-        report_path = api.xcom(dag_id, run_id, "report")
+
+        def started(run_id: str, how: str) -> None:
+            if how == "scheduled":
+                console.print(
+                    f"unpausing {dag_id} made Airflow schedule its due interval: run {run_id}; "
+                    "the demo follows that run instead of triggering another; waiting ..."
+                )
+            else:
+                console.print(f"triggered {dag_id} run {run_id}; waiting ...")
+
+        outcome = run_resync(api, dag_id, on_start=started)
     finally:
         api.close()
-    table = Table(title=f"{dag_id}: {result.state} in {result.seconds:.1f} s")
-    table.add_column("task")
-    table.add_column("state")
-    for task_id, state in result.tasks:
-        table.add_row(task_id, state)
-    console.print(table)
-    _print_target_summaries([s for s in summaries if s], report_path)
+    _print_resync(outcome, dag_id)
     console.print(
         f"Airflow UI: {stack.airflow.address}  login: admin / "
         f"password in {stack.settings.secrets / 'airflow-admin.password'}"
     )
     console.print(f"service logs: {stack.settings.logs}")
-    if result.state != "success":
+    if any(run.result.state != "success" for run in outcome.runs):
         raise typer.Exit(1)
     if stream_seconds > 0:
         from scimflow.demo import stream_phase
@@ -193,9 +213,9 @@ def demo(
             api.close()
         _print_stream(stream)
     if not wait:
-        console.print("left running; stop with: scimflow services down")
+        console.print("left running; stop with: make stop (or scimflow services down)")
         return
-    console.print("running; Ctrl-C (or `scimflow services down` elsewhere) stops everything")
+    console.print("running; Ctrl-C (or `make stop` elsewhere) stops everything")
     try:
         while stack.airflow.process.is_running():
             time.sleep(1)
@@ -203,6 +223,23 @@ def demo(
         pass
     finally:
         services_down(names=None, with_airflow=True)
+
+
+def _print_resync(outcome: ResyncOutcome, dag_id: str) -> None:
+    """The run that did the work (its tasks, what each target got), named, and why it."""
+    from scimflow.demo import describe_resync
+
+    shown = outcome.shown
+    result = shown.result
+    table = Table(title=f"{dag_id} run {shown.run_id}: {result.state} in {result.seconds:.1f} s")
+    table.add_column("task")
+    table.add_column("state")
+    for task_id, state in result.tasks:
+        table.add_row(task_id, state)
+    console.print(table)
+    _print_target_summaries(shown.summaries, shown.report_path)
+    for line in describe_resync(outcome, dag_id):
+        console.print(escape(line), soft_wrap=True)  # one line each: easy to find in a log
 
 
 def _print_stream(stream: dict[str, Any]) -> None:
@@ -224,6 +261,11 @@ def _print_stream(stream: dict[str, Any]) -> None:
             f"change → SCIM write latency: p50 {lat['p50_s']} s, p95 {lat['p95_s']} s, "
             f"p99 {lat['p99_s']} s, max {lat['max_s']} s"
         )
+        if lat.get("earlier"):
+            console.print(
+                f"({lat['earlier']} writes caused by events published before this phase "
+                "began are not counted)"
+            )
 
 
 def _print_target_summaries(summaries: list[dict[str, Any]], report_path: str | None) -> None:
@@ -273,7 +315,12 @@ def emulator_serve(
     ] = 50,
     token_file: Annotated[
         Path | None,
-        typer.Option(help="File holding the API token; created if absent. Default: services home."),
+        typer.Option(
+            help=(
+                "File holding the API token; created if absent. "
+                "Default: SCIMFLOW_HOME/secrets/okta-emulator.token."
+            )
+        ),
     ] = None,
 ) -> None:
     """Serve a seeded Okta organisation (API token from SCIMFLOW_OKTA_TOKEN or a token file)."""
@@ -281,12 +328,12 @@ def emulator_serve(
 
     from scimflow.okta.emulator.app import build_app
     from scimflow.okta.emulator.server import make_state
-    from scimflow.services.settings import read_or_create_secret
+    from scimflow.services.settings import default_home, read_or_create_secret
 
     token = os.environ.get("SCIMFLOW_OKTA_TOKEN")
     where = "SCIMFLOW_OKTA_TOKEN"
     if not token:
-        path = token_file or ServicesSettings.from_env().secrets / "okta-emulator.token"
+        path = token_file or default_home() / "secrets" / "okta-emulator.token"
         token = read_or_create_secret(path)
         where = str(path)
     t0 = time.monotonic()
@@ -409,7 +456,10 @@ def stream_once(
         int | None, typer.Option(help="At most this many events (default: kafka.batch_max).")
     ] = None,
     data_dir: Annotated[
-        Path | None, typer.Option(help="Where the batch's files go (default: SCIMFLOW_DATA).")
+        Path | None,
+        typer.Option(
+            help="Where the batch's files go (default: SCIMFLOW_DATA, else SCIMFLOW_HOME/data)."
+        ),
     ] = None,
 ) -> None:
     """One micro-batch from okta.events to every target, offsets committed at the end."""
@@ -417,14 +467,17 @@ def stream_once(
 
     from scimflow.errors import ScimflowError
     from scimflow.scim.config import load_config
+    from scimflow.services.settings import default_home
     from scimflow.stream.batch import batch_dir, run_once
 
     run_id = f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    # never the current folder: the stack's data folder (Airflow's SCIMFLOW_DATA) by default
+    base = data_dir or Path(os.environ.get("SCIMFLOW_DATA") or default_home() / "data")
     try:
         cfg = load_config(config)
         result = run_once(
             cfg,
-            batch_dir(str(data_dir) if data_dir else None, run_id),
+            batch_dir(str(base), run_id),
             run_id=run_id,
             max_events=max_events,
         )

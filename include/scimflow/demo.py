@@ -1,8 +1,12 @@
-"""The local demo: the whole stack up, a DAG run triggered through Airflow's REST API.
+"""The local demo: the whole stack up, a DAG run through Airflow's REST API.
 
 The demo runs ``okta_resync``: a full reconcile from the Okta emulator (seeded with
 2,000 users and 100 groups) to both SCIM targets, and reports what each target got.
-Then the real-time path: ``okta_events`` is unpaused, the emulator's churn driver
+``okta_resync`` is ``@daily`` with catchup off, so unpausing it for the first time makes
+Airflow schedule the latest interval at once: :func:`run_resync` follows that scheduled
+run instead of triggering a second one (which would find nothing left to do), triggers
+a run only when none was due, and reports the run that wrote, naming it and how it
+came about. Then the real-time path: ``okta_events`` is unpaused, the emulator's churn driver
 changes the directory for a while, its Event Hooks go through the receiver to Kafka,
 the doorbell wakes ``okta_events``, and :func:`stream_phase` reports the end-to-end
 latency from each change to its SCIM write (from the audit log).
@@ -10,8 +14,11 @@ latency from each change to its SCIM write (from the audit log).
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -20,7 +27,15 @@ from scimflow.errors import ServiceError
 from scimflow.services.airflow import ADMIN_USER, AirflowStandalone
 from scimflow.services.process import wait_until
 
-__all__ = ["AirflowApi", "DagRunResult", "stream_phase"]
+__all__ = [
+    "AirflowApi",
+    "DagRunResult",
+    "ResyncOutcome",
+    "ResyncRun",
+    "describe_resync",
+    "run_resync",
+    "stream_phase",
+]
 
 TERMINAL = {"success", "failed"}
 
@@ -78,6 +93,17 @@ class AirflowApi:
                 "airflow",
                 f"DAG {dag_id} not parsed after {timeout:.0f} s; import errors: {errors}",
             )
+
+    def dag(self, dag_id: str) -> dict[str, Any]:
+        """The DAG as the REST API shows it (``is_paused``, ``next_dagrun_run_after``, ...)."""
+        return dict(self._call("GET", f"/dags/{dag_id}").json())
+
+    def runs(self, dag_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` runs of ``dag_id``, newest first."""
+        resp = self._call(
+            "GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-id", "limit": limit}
+        )
+        return list(resp.json().get("dag_runs", []))
 
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
@@ -148,6 +174,148 @@ class AirflowApi:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _when(value: Any) -> datetime | None:
+    """An API timestamp (ISO 8601, ``Z`` or an offset) as an aware datetime."""
+    if not value:
+        return None
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ResyncRun:
+    """One ``okta_resync`` run as the demo reports it."""
+
+    run_id: str
+    run_type: str  # Airflow's: "scheduled", "manual", "backfill", ...
+    result: DagRunResult
+    summaries: list[dict[str, Any]]  # the sync_target XComs (the engine's TargetReport)
+    report_path: str | None
+
+    @property
+    def writes(self) -> int:
+        return sum(int(s.get("writes") or 0) for s in self.summaries)
+
+
+@dataclass(frozen=True)
+class ResyncOutcome:
+    """Every run of the DAG made since the demo unpaused it, and the one it reports."""
+
+    runs: list[ResyncRun]  # the followed run first, then the others by creation
+    shown: ResyncRun  # the run that wrote (the most writes), else the run the demo followed
+    followed: str  # the run the demo waited for
+    how: str  # "scheduled" (made by unpausing) or "triggered" (by the demo)
+    due: bool = False  # a scheduled run was due when the demo unpaused the DAG
+
+
+def _collect(api: AirflowApi, dag_id: str, run: dict[str, Any], timeout: float) -> ResyncRun:
+    run_id = str(run["dag_run_id"])
+    result = api.wait_for_run(dag_id, run_id, timeout=timeout)
+    summaries = []
+    for task_id, _state in result.tasks:
+        mapped = re.fullmatch(r"sync_target\[(\d+)\]", task_id)
+        if mapped:
+            summary = api.xcom(dag_id, run_id, "sync_target", int(mapped.group(1)))
+            if summary:
+                summaries.append(summary)
+    return ResyncRun(
+        run_id=run_id,
+        run_type=str(run.get("run_type") or "manual"),
+        result=result,
+        summaries=summaries,
+        report_path=api.xcom(dag_id, run_id, "report"),
+    )
+
+
+def run_resync(
+    api: AirflowApi,
+    dag_id: str = "okta_resync",
+    *,
+    scheduled_wait: float = 60.0,
+    timeout: float = 600.0,
+    on_start: Callable[[str, str], None] | None = None,
+) -> ResyncOutcome:
+    """Unpause ``dag_id`` and get it run once; wait for every run made meanwhile.
+
+    If the DAG was paused and its next scheduled run is due (a ``@daily`` DAG unpaused
+    for the first time), unpausing makes Airflow create that run: the demo follows it,
+    up to ``scheduled_wait`` seconds after unpausing. Otherwise (already unpaused, or
+    no interval due) it triggers a run. ``on_start(run_id, how)`` is told which.
+    """
+    api.wait_for_dag(dag_id)
+    since = datetime.now(UTC)
+    before = api.dag(dag_id)
+    api.unpause(dag_id)
+    due_at = _when(before.get("next_dagrun_run_after"))
+    due = bool(before.get("is_paused")) and due_at is not None and due_at <= since
+
+    def made_since() -> list[dict[str, Any]]:
+        runs = [(_when(r.get("queued_at")), r) for r in api.runs(dag_id)]
+        return [
+            r for queued, r in sorted(runs, key=lambda x: str(x[0])) if queued and queued >= since
+        ]
+
+    followed: dict[str, Any] | None = None
+    if due:
+        seen: list[dict[str, Any]] = []
+
+        def scheduled() -> bool:
+            seen[:] = made_since()
+            return bool(seen)
+
+        if wait_until(scheduled, timeout=scheduled_wait, interval=1):
+            followed = seen[0]
+    how = "scheduled" if followed is not None else "triggered"
+    if followed is None:
+        followed = {"dag_run_id": api.trigger(dag_id), "run_type": "manual"}
+    if on_start is not None:
+        on_start(str(followed["dag_run_id"]), how)
+    first = _collect(api, dag_id, followed, timeout)
+    runs = [first]
+    # a run made meanwhile (a scheduled run that came after the trigger): waited for too
+    for other in made_since():
+        if str(other["dag_run_id"]) != first.run_id:
+            runs.append(_collect(api, dag_id, other, timeout))
+    runs.sort(key=lambda r: r.run_id != first.run_id)
+    wrote = [r for r in runs if r.writes]
+    shown = max(wrote, key=lambda r: r.writes) if wrote else first
+    return ResyncOutcome(runs=runs, shown=shown, followed=first.run_id, how=how, due=due)
+
+
+def describe_resync(outcome: ResyncOutcome, dag_id: str = "okta_resync") -> list[str]:
+    """Sentences naming the run whose report the demo shows, and why that one."""
+    shown = outcome.shown
+    origin = {
+        "scheduled": (
+            f"scheduled: Airflow made it for {dag_id}'s due @daily interval when the demo "
+            "unpaused the DAG"
+        ),
+        "manual": "manual",
+        "backfill": "a backfill",
+    }.get(shown.run_type, shown.run_type)
+    if shown.run_id == outcome.followed and outcome.how == "triggered":
+        origin = "manual: triggered by the demo, as " + (
+            "the due scheduled run had not appeared yet"
+            if outcome.due
+            else "no scheduled run was due"
+        )
+    lines = []
+    if shown.writes:
+        lines.append(f"the run that did the work: {shown.run_id} ({origin}), {shown.writes} writes")
+    else:
+        lines.append(
+            f"{shown.run_id} ({origin}) found nothing to change: every target already "
+            "equals Okta (0 writes)"
+        )
+    for run in outcome.runs:
+        if run is not shown:
+            lines.append(
+                f"also ran: {run.run_id} ({run.run_type}, {run.result.state}), "
+                f"{run.writes} writes" + (": nothing left to do" if not run.writes else "")
+            )
+    return lines
 
 
 def stream_phase(

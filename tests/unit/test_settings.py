@@ -4,10 +4,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from scimflow.services.settings import ServicesSettings, read_or_create_secret
+from scimflow.services.settings import ServicesSettings, default_home, read_or_create_secret
 
 
-def test_defaults_follow_the_current_project(
+def test_the_home_is_per_user_and_the_dags_are_the_current_project(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     for var in (
@@ -15,15 +15,30 @@ def test_defaults_follow_the_current_project(
         "SCIMFLOW_DAGS_FOLDER",
         "SCIMFLOW_KAFKA_PORT",
         "SCIMFLOW_SCIM_A_PORT",
+        "XDG_DATA_HOME",
     ):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
     s = ServicesSettings.from_env()
-    assert s.home == tmp_path / ".scimflow"
-    assert s.logs == tmp_path / ".scimflow" / "logs"
-    assert s.dags_folder == tmp_path / "dags"
+    assert s.home == tmp_path / "user" / ".local" / "share" / "scimflow"
+    assert s.logs == s.home / "logs"
+    assert s.secrets == s.home / "secrets"
+    assert s.dags_folder == project / "dags"
     assert s.kafka_bootstrap == "127.0.0.1:9092"
     assert s.scim_ports == {"scim-a": 18081, "scim-b": 18082}
+
+
+def test_the_home_follows_xdg_data_home_unless_scimflow_home_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("SCIMFLOW_HOME", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_home() == tmp_path / "data" / "scimflow"
+    monkeypatch.setenv("SCIMFLOW_HOME", str(tmp_path / "mine"))
+    assert default_home() == tmp_path / "mine"
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

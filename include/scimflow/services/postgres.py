@@ -3,24 +3,31 @@
 The cluster lives under the services home and listens on 127.0.0.1 only. Its superuser
 is ``scimflow`` with a generated password kept in ``home/secrets`` (mode 0600). PostgreSQL
 refuses to run as root, so as root the server runs as the ``postgres`` system user that
-Debian's package creates.
+Debian's package creates. That user must be able to reach its data: when the home is in
+a folder it cannot enter (``/root``, mode 0700, is the usual case), the cluster lives in
+``~postgres/scimflow/<home's hash>`` instead (``/var/lib/postgresql/...`` on Debian), and
+``home/postgres`` is a symbolic link to it.
 """
 
 from __future__ import annotations
 
+import grp
+import hashlib
 import os
 import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
+from functools import cached_property
 from pathlib import Path
 
 from scimflow.errors import ServiceError
 from scimflow.services.base import Service
 from scimflow.services.settings import read_or_create_secret
 
-__all__ = ["PostgresServer", "find_postgres_bindir"]
+__all__ = ["PostgresServer", "find_postgres_bindir", "reachable_by"]
 
 DATABASE = "scimflow"
 SUPERUSER = "scimflow"
@@ -45,13 +52,60 @@ def find_postgres_bindir() -> Path:
     )
 
 
+def reachable_by(path: Path, uid: int, gids: set[int]) -> bool:
+    """Whether a user (``uid``, in groups ``gids``) can enter ``path`` and every folder above
+    it, by their permission bits; folders not made yet are left out (they get 0755)."""
+    if uid == 0:
+        return True
+    for folder in (path, *path.parents):
+        try:
+            st = folder.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in gids:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def _server_user() -> pwd.struct_passwd | None:
+    """The system user the server runs as when we are root (None: run as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        return None
+
+
+def _groups_of(name: str) -> list[grp.struct_group]:
+    return [g for g in grp.getgrall() if name in g.gr_mem]
+
+
 class PostgresServer(Service):
     name = "postgres"
     stop_signal = signal.SIGINT  # PostgreSQL's "fast" shutdown: ends sessions, checkpoints, exits
 
-    @property
+    @cached_property
     def dir(self) -> Path:
-        return self.settings.home / "postgres"
+        """Where the cluster lives: ``home/postgres``, unless the server's user cannot
+        reach it (see the module's doc); a link left there by an earlier start wins."""
+        local = self.settings.home / "postgres"
+        if local.is_symlink():
+            return local.resolve()
+        user = _server_user()
+        if user is None:
+            return local
+        gids = {user.pw_gid, *(g.gr_gid for g in _groups_of(user.pw_name))}
+        if reachable_by(local, user.pw_uid, gids):
+            return local
+        digest = hashlib.sha256(str(self.settings.home).encode()).hexdigest()[:12]
+        return Path(user.pw_dir) / "scimflow" / digest
 
     @property
     def data_dir(self) -> Path:
@@ -98,7 +152,7 @@ class PostgresServer(Service):
                     "postgres",
                     "running as root needs the 'postgres' system user: apt-get install postgresql",
                 ) from exc
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self._make_dir()
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         self._chown(self.socket_dir)
         if (self.data_dir / "PG_VERSION").exists():
@@ -137,6 +191,25 @@ class PostgresServer(Service):
             pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
             raise ServiceError("postgres", f"initdb failed: {result.stderr[-800:]}")
+
+    def _make_dir(self) -> None:
+        local = self.settings.home / "postgres"
+        if self.dir == local:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            return
+        # outside the home: made for the server's user, and pointed at from the home
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._chown(self.dir)
+        if not local.is_symlink():
+            if local.exists():
+                raise ServiceError(
+                    "postgres",
+                    f"{local} cannot be reached by the 'postgres' user that runs the server "
+                    f"as root; move it to {self.dir} and link it, or set SCIMFLOW_HOME to a "
+                    "folder that user can enter",
+                )
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.symlink_to(self.dir, target_is_directory=True)
 
     def command(self) -> tuple[list[str], dict[str, str], str | None]:
         bindir = find_postgres_bindir()

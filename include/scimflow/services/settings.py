@@ -2,6 +2,13 @@
 
 Every value has a default for the local demo and can be overridden by an environment
 variable, so that tests can run a second, isolated stack beside a running demo.
+
+The home (``SCIMFLOW_HOME``) holds everything scimflow writes on this machine: the
+stack's data, logs, PID files and generated secrets, and the files of commands run
+outside a stack (``scimflow okta-emulator serve``, ``scimflow stream once``). Its default
+is a per-user folder, ``$XDG_DATA_HOME/scimflow`` (``~/.local/share/scimflow``), never
+the current folder: a command run from anywhere finds the same stack and writes no
+secret into a source tree.
 """
 
 from __future__ import annotations
@@ -11,7 +18,16 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ServicesSettings", "read_or_create_secret"]
+__all__ = ["ServicesSettings", "default_home", "read_or_create_secret"]
+
+
+def default_home() -> Path:
+    """``SCIMFLOW_HOME``, else ``$XDG_DATA_HOME/scimflow`` (``~/.local/share/scimflow``)."""
+    raw = os.environ.get("SCIMFLOW_HOME")
+    if raw:
+        return Path(raw).expanduser().resolve()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data).expanduser().resolve() / "scimflow"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -51,11 +67,12 @@ class ServicesSettings:
 
     @classmethod
     def from_env(cls) -> ServicesSettings:
-        """Read the settings from ``SCIMFLOW_*`` variables, defaulting to the current project."""
+        """Read the settings from ``SCIMFLOW_*`` variables (home: :func:`default_home`; DAGs:
+        the current project's ``dags``)."""
         cwd = Path.cwd()
         xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         return cls(
-            home=_env_path("SCIMFLOW_HOME", cwd / ".scimflow"),
+            home=default_home(),
             cache=_env_path("SCIMFLOW_CACHE", xdg / "scimflow"),
             dags_folder=_env_path("SCIMFLOW_DAGS_FOLDER", cwd / "dags"),
             kafka_port=_env_int("SCIMFLOW_KAFKA_PORT", 9092),

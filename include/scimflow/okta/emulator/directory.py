@@ -4,6 +4,12 @@ Objects are kept in Okta's documented JSON shapes, so the API layer serves them 
 are. Every mutation bumps ``lastUpdated``, appends a System Log event of the real type
 and shape, and hands that event to the listeners (the Event Hook deliverer).
 Identifiers sort in creation order, which gives stable ``after`` cursors.
+
+The seed decides the seeded organisation only: the same seed gives the same users,
+groups and memberships. Whatever happens after seeding is as unique as Okta's: System
+Log uuids (the stream's dedupe key, and the catch-up's) and the ids of entities created
+later come from the system's random source, so an emulator restarted with the same seed
+never reissues an event uuid or an id that an earlier run handed out.
 """
 
 from __future__ import annotations
@@ -134,6 +140,8 @@ STATUSES = (
     + ("LOCKED_OUT", "PASSWORD_EXPIRED")
 )
 ALNUM = string.ascii_letters + string.digits
+# ids of entities created after seeding: never the seeded generator (see the module doc)
+_UNIQUE = random.SystemRandom()
 B36 = string.digits + string.ascii_lowercase
 
 
@@ -178,6 +186,7 @@ class Directory:
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
         self.rng = random.Random(self.seed)
+        self._seeding = False
         self._counter = 0
         self._last = datetime.now(UTC) - timedelta(days=1)
         self.user_ids: list[str] = []
@@ -194,7 +203,8 @@ class Directory:
 
     def _new_id(self, prefix: str) -> str:
         self._counter += 1
-        tail = "".join(self.rng.choice(ALNUM) for _ in range(10))
+        rng = self.rng if self._seeding else _UNIQUE
+        tail = "".join(rng.choice(ALNUM) for _ in range(10))
         return f"{prefix}{_b36(self._counter, 7)}{tail}"
 
     def _link(self, path: str) -> dict[str, str]:
@@ -204,30 +214,37 @@ class Directory:
     def seed_org(self, users: int, groups: int) -> None:
         """A realistic organisation: statuses, departments, managers, group memberships."""
         with self.lock:
-            for _ in range(users):
-                status = self.rng.choice(STATUSES)
-                self.create_user(self.random_profile(), status=status, emit=False)
-            ids = list(self.user_ids)
-            managers = ids[: max(1, len(ids) // 10)]
-            for uid in ids[len(managers) :]:
-                if self.rng.random() < 0.9:
-                    self.users[uid]["profile"]["managerId"] = self.rng.choice(managers)
-            gids = [
-                self.create_group(f"{self.rng.choice(DEPARTMENTS)}-{i:04d}", emit=False)
-                for i in range(groups)
-            ]
-            if not gids:
-                return
-            # each user in 1 to 5 groups (3 on average); a few groups are large (Zipf-like)
-            cum: list[float] = []
-            total = 0.0
-            for rank in range(len(gids)):
-                total += 1.0 / (rank + 1)
-                cum.append(total)
-            for uid in ids:
-                k = self.rng.choice((1, 2, 2, 3, 3, 3, 4, 5))
-                for gid in set(self.rng.choices(gids, cum_weights=cum, k=k)):
-                    self.add_member(gid, uid, emit=False)
+            self._seeding = True
+            try:
+                self._seed_org(users, groups)
+            finally:
+                self._seeding = False
+
+    def _seed_org(self, users: int, groups: int) -> None:
+        for _ in range(users):
+            status = self.rng.choice(STATUSES)
+            self.create_user(self.random_profile(), status=status, emit=False)
+        ids = list(self.user_ids)
+        managers = ids[: max(1, len(ids) // 10)]
+        for uid in ids[len(managers) :]:
+            if self.rng.random() < 0.9:
+                self.users[uid]["profile"]["managerId"] = self.rng.choice(managers)
+        gids = [
+            self.create_group(f"{self.rng.choice(DEPARTMENTS)}-{i:04d}", emit=False)
+            for i in range(groups)
+        ]
+        if not gids:
+            return
+        # each user in 1 to 5 groups (3 on average); a few groups are large (Zipf-like)
+        cum: list[float] = []
+        total = 0.0
+        for rank in range(len(gids)):
+            total += 1.0 / (rank + 1)
+            cum.append(total)
+        for uid in ids:
+            k = self.rng.choice((1, 2, 2, 3, 3, 3, 4, 5))
+            for gid in set(self.rng.choices(gids, cum_weights=cum, k=k)):
+                self.add_member(gid, uid, emit=False)
 
     def random_profile(self) -> dict[str, Any]:
         first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
@@ -537,7 +554,7 @@ class Directory:
 
     def _emit(self, event_type: str, message: str, targets: list[dict[str, Any]]) -> dict[str, Any]:
         event: dict[str, Any] = {
-            "uuid": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            "uuid": str(uuid.uuid4()),
             "published": self.now(),
             "eventType": event_type,
             "version": "0",
