@@ -181,6 +181,11 @@ mirror() {
 }
 
 build_root() {
+  # what an earlier check that was killed may have left mounted
+  local m
+  for m in $(awk -v r="$root/" 'index($2, r) == 1 {print $2}' /proc/self/mounts | sort -r); do
+    umount -R -l "$m" || true
+  done
   rm -rf --one-file-system "$root"
   debootstrap --variant=minbase "$SUITE" "$root" "$(mirror)"
 }
