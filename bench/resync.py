@@ -423,9 +423,9 @@ def peak(r: dict[str, Any]) -> float:
 
 STAGES = {
     "load": "load (Parquet, quarantine, state store)",
-    "map": "map (Okta → SCIM, scim2-models)",
-    "read_users": "read users (alongside map)",
-    "wait_read_users": "read users not hidden by map",
+    "desired": "desired state (map Okta → SCIM, scim2-models)",
+    "read_users": "read users (alongside the mapping)",
+    "wait_read_users": "read users not hidden by the mapping",
     "plan_users": "plan users",
     "apply_users": "apply users",
     "read_groups": "read groups",

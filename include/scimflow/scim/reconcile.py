@@ -124,7 +124,8 @@ def reconcile(
     say = on_progress or (lambda _msg: None)
     report = TargetReport(name, "full" if isinstance(scope, Full) else "batch", dry_run)
     t0 = time.monotonic()
-    with _stages(report) as lap, _reachable(name):
+    lap = _stopwatch(report)
+    with _reachable(name):
         # 1. the target's users (Full), read while `desired` is built
         reader = ThreadPoolExecutor(1, thread_name_prefix=f"read-{name}")
         reading = None
@@ -242,8 +243,8 @@ def reconcile(
     return report
 
 
-@contextmanager
-def _stages(report: TargetReport) -> Iterator[Callable[[str], None]]:
+def _stopwatch(report: TargetReport) -> Callable[[str], None]:
+    """``lap(stage)`` adds the seconds since the previous lap to the report's stage."""
     clock = [time.monotonic()]
 
     def lap(stage: str) -> None:
@@ -251,7 +252,7 @@ def _stages(report: TargetReport) -> Iterator[Callable[[str], None]]:
         report.stages[stage] = round(report.stages.get(stage, 0.0) + now - clock[0], 3)
         clock[0] = now
 
-    yield lap
+    return lap
 
 
 @contextmanager
@@ -282,16 +283,9 @@ def _read_back(
 ) -> list[dict[str, Any]]:
     """The target's users that matter to the plan, by filtered reads: the desired users
     (by externalId or userName) and the linked ones (by externalId, the Okta id)."""
-    lookup = getattr(client, "lookup_users", None)
-    if lookup is None:
-        from scimflow.errors import ScimIncompleteReadError
-
-        raise ScimIncompleteReadError(
-            client.name, "GET /Users", "its pages do not add up and it cannot be read by filter"
-        )
     keys = [(okta_id, str(u.payload.get("userName", ""))) for okta_id, u in want.users.items()]
     keys += [(okta_id, "") for okta_id in links if okta_id not in want.users]
-    return [managed_view(r) for r in lookup(keys)]
+    return [managed_view(r) for r in client.lookup_users(keys)]
 
 
 def _without_settled_deprovisions(client: TargetClient, plan: Plan) -> Plan:
