@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from scimflow.scim.plan import (
     plan_users,
@@ -29,6 +29,15 @@ population = st.dictionaries(
     deletes=st.lists(st.integers(0, 15), max_size=3),
     handmade=st.lists(st.integers(0, 20), max_size=3),
     patch=st.booleans(),
+)
+# a linked user deleted by hand in the target, unchanged in Okta: recreated
+@example(
+    first={0: ("Engineer", "Sales", False)},
+    second={0: ("Engineer", "Sales", False)},
+    edits=[],
+    deletes=[0],
+    handmade=[],
+    patch=False,
 )
 def test_applying_a_plan_yields_the_desired_state_and_then_nothing_to_do(
     first: dict[int, Any],

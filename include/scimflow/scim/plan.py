@@ -540,6 +540,7 @@ def _unchanged(f: _Found, want: DesiredUserLike) -> bool:
     link = f[1]
     return (
         f[2] is None
+        and f[3] is not None  # not a (re)create: its resource is known
         and link is not None
         and want.manager_okta_id is None
         and link.pushed_hash == want.fingerprint
