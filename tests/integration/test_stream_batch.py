@@ -8,7 +8,7 @@ stages in order.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx
 import pytest
@@ -19,16 +19,9 @@ if TYPE_CHECKING:
     from scimflow.services import KafkaBroker
 
     from tests.support.fixtures import ScimTenant, StartEmulator
+    from tests.support.stream_world import WriteConfig
 
 pytestmark = pytest.mark.integration
-
-
-class WriteConfig(Protocol):
-    """:meth:`StreamWorld.write`: rewrite the configuration file, return it loaded."""
-
-    def __call__(
-        self, b_url: str | None = None, a_url: str | None = None, b_scope: str = ""
-    ) -> ScimflowConfig: ...
 
 
 class World(TypedDict):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import pytest
@@ -15,6 +15,14 @@ if TYPE_CHECKING:
     from scimflow.services import KafkaBroker
 
     from tests.support.fixtures import ScimTenant, StartEmulator
+
+
+class WriteConfig(Protocol):
+    """:meth:`StreamWorld.write`: rewrite the configuration file, return it loaded."""
+
+    def __call__(
+        self, b_url: str | None = None, a_url: str | None = None, b_scope: str = ""
+    ) -> ScimflowConfig: ...
 
 
 @dataclass
