@@ -18,9 +18,15 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    ResourceType,
+)
 from scimflow.receiver import create_app
 from scimflow.scim.config import KafkaConfig, ReceiverConfig, SecretRef
 from scimflow.services.process import wait_until
+from scimflow.stream.events import decode, route, slim
 
 from tests.support.servers import BackgroundServer
 
@@ -173,7 +179,7 @@ def test_a_batch_lands_once_keyed_with_its_headers(
         msg = by_uuid[sent["uuid"]]
         assert _headers(msg)["eventType"] == sent["eventType"].encode()
         assert _headers(msg)["hookEventId"] == body["eventId"].encode()
-        assert msg.value() == json.dumps(sent, separators=(",", ":")).encode()
+        assert msg.value() == json.dumps(slim(sent), separators=(",", ":")).encode()
     # one entity, one partition: its events keep their order
     a_events = [m for m in got if m.key() == b"00uA"]
     assert len({m.partition() for m in a_events}) == 1
@@ -192,6 +198,90 @@ def test_a_batch_lands_once_keyed_with_its_headers(
     text = httpx.get(f"{server.url}/metrics").text
     assert "scimflow_receiver_events_produced_total 5" in text
     assert 'scimflow_receiver_events_dead_lettered_total{reason="no_group_target"} 1' in text
+
+
+def _retention_ms(bootstrap: str, topic: str) -> str:
+    """The topic's ``retention.ms`` as the broker reports it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    entries = admin.describe_configs([resource])[resource].result(timeout=15)
+    return str(entries["retention.ms"].value)
+
+
+def _personal_event(event_type: str, targets: list[dict[str, Any]]) -> dict[str, Any]:
+    """An event with what Okta puts in one about people and their machines."""
+    return {
+        **_event(event_type, targets),
+        "actor": {
+            "id": "00uadmin",
+            "type": "User",
+            "alternateId": "admin@example.com",
+            "displayName": "Grace Hopper",
+        },
+        "client": {"ipAddress": "203.0.113.7", "userAgent": {"rawUserAgent": "curl/8"}},
+        "displayMessage": "Update user profile for Okta",
+    }
+
+
+PERSONAL = (b"actor", b"displayName", b"alternateId", b"login", b"ipAddress", b"203.0.113.7")
+
+
+def test_kafka_holds_only_ids_types_and_time_and_the_retention_is_set(
+    kafka: KafkaBroker, receiver: tuple[BackgroundServer, KafkaConfig]
+) -> None:
+    server, kcfg = receiver
+    # the topics the receiver created at start carry the configured retention
+    assert kcfg.retention_hours == 168
+    for topic in (kcfg.topic, kcfg.dlq_topic):
+        assert _retention_ms(kafka.address, topic) == str(168 * 3_600_000)
+
+    events = [
+        _personal_event("user.account.update_profile", [_user("00uP")]),
+        _personal_event("group.user_membership.add", [_user("00uQ"), _group("00gR")]),
+        _personal_event("group.user_membership.add", [_user("00uS")]),  # dead letter
+    ]
+    events[0]["target"][0]["login"] = "00uP@example.com"
+    resp = httpx.post(f"{server.url}{PATH}", json=_hook(events), headers=AUTH, timeout=10)
+    assert resp.status_code == 200, resp.text
+    got = _consume(kafka.address, kcfg.topic, 2) + _consume(kafka.address, kcfg.dlq_topic, 1)
+    by_uuid = {_headers(m)["uuid"].decode(): m for m in got}
+    assert set(by_uuid) == {e["uuid"] for e in events}
+    for sent in events:
+        value = by_uuid[sent["uuid"]].value() or b""
+        for word in (*PERSONAL, b"@example.com", b"Grace Hopper", b"A B"):
+            assert word not in value, (word, value)
+        assert json.loads(value) == {
+            "uuid": sent["uuid"],
+            "eventType": sent["eventType"],
+            "published": sent["published"],
+            "target": [{"id": t["id"], "type": t["type"]} for t in sent["target"]],
+        }
+    # the stream reads the slim records as it would the whole events
+    for sent in events[:2]:
+        assert route(decode(by_uuid[sent["uuid"]].value())) == route(sent)
+
+
+def test_whole_events_and_a_changed_retention_on_existing_topics(
+    kafka: KafkaBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    topic = f"test.receiver.{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    rcv, kcfg = _config(kafka.address, topic, port)
+    with receiver_server(create_app(rcv, kcfg), port):
+        pass  # the topics now exist, with the default retention
+    assert _retention_ms(kafka.address, topic) == str(168 * 3_600_000)
+
+    kcfg = kcfg.model_copy(update={"whole_events": True, "retention_hours": 6})
+    with receiver_server(create_app(rcv, kcfg), port) as server:
+        for name in (topic, kcfg.dlq_topic):
+            assert _retention_ms(kafka.address, name) == str(6 * 3_600_000)
+        sent = _personal_event("user.account.update_profile", [_user("00uW")])
+        resp = httpx.post(f"{server.url}{PATH}", json=_hook([sent]), headers=AUTH, timeout=10)
+        assert resp.status_code == 200, resp.text
+    (msg,) = _consume(kafka.address, topic, 1)
+    assert json.loads(msg.value() or b"") == sent  # whole: actor, names, IP and all
+    assert b"203.0.113.7" in (msg.value() or b"")
 
 
 def test_kafka_down_answers_503_and_back_up_stores_again(

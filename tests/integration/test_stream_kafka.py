@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Producer
 from scimflow.scim.config import KafkaConfig
 from scimflow.services import ensure_topics
+from scimflow.stream.events import route, slim
 from scimflow.stream.kafka import commit, lag, publish, read_batch
 
 if TYPE_CHECKING:
@@ -75,3 +76,22 @@ def test_a_batch_stops_at_max_events_and_the_next_one_goes_on(config: KafkaConfi
     assert len(rest.events) == 1
     commit(config, rest.offsets)
     assert lag(config) == 0
+
+
+def test_publish_writes_slim_events_unless_whole_events(config: KafkaConfig) -> None:
+    """The catch-up publishes System Log events: slimmed as the receiver's are."""
+    logged = {
+        **_event("00uL"),
+        "actor": {"id": "00uadmin", "type": "User", "alternateId": "admin@example.com"},
+        "client": {"ipAddress": "203.0.113.7"},
+    }
+    logged["target"] = [{"id": "00uL", "type": "User", "alternateId": "l@example.com"}]
+    assert publish(config, [logged]) == 1
+    batch = read_batch(config, timeout=30)
+    assert batch.events == [slim(logged)]
+    assert batch.changes == [route(logged)]
+    commit(config, batch.offsets)
+
+    whole = config.model_copy(update={"whole_events": True})
+    assert publish(whole, [logged]) == 1
+    assert read_batch(whole, timeout=30).events == [logged]

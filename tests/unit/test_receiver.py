@@ -22,6 +22,8 @@ from scimflow.receiver import create_app, parse_hook, route
 from scimflow.receiver.envelope import ShapeError
 from scimflow.scim.config import KafkaConfig, ReceiverConfig, SecretRef
 from scimflow.services.process import wait_until
+from scimflow.stream.events import decode, slim
+from scimflow.stream.events import route as stream_route
 from starlette.testclient import TestClient
 
 if TYPE_CHECKING:
@@ -164,11 +166,13 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SECRET_ENV, SECRET)
 
 
-def make_app(producer: FakeProducer, **receiver: Any) -> Starlette:
+def make_app(producer: FakeProducer, *, whole_events: bool = False, **receiver: Any) -> Starlette:
     cfg = ReceiverConfig(
         secret=SecretRef(env=SECRET_ENV), **{"max_body_bytes": 4096, "ack_timeout": 1.0, **receiver}
     )
-    kafka = KafkaConfig(bootstrap_servers="127.0.0.1:1", topic=TOPIC, dlq_topic=DLQ)
+    kafka = KafkaConfig(
+        bootstrap_servers="127.0.0.1:1", topic=TOPIC, dlq_topic=DLQ, whole_events=whole_events
+    )
     return create_app(cfg, kafka, producer=producer, create_topics=False)
 
 
@@ -428,8 +432,8 @@ def test_each_event_is_keyed_by_its_entity_with_headers(
     assert [m["topic"] for m in producer.stored] == [TOPIC] * 3
     assert [m["key"] for m in producer.stored] == [b"00uA", b"00gC", b"00uB"]
     for msg, sent in zip(producer.stored, events, strict=True):
-        assert json.loads(msg["value"]) == sent
-        assert b" " not in msg["value"].replace(b"Ada Lovelace", b"")  # compact
+        assert json.loads(msg["value"]) == slim(sent)
+        assert b" " not in msg["value"]  # compact
         assert msg["headers"] == {
             "uuid": sent["uuid"].encode(),
             "eventType": sent["eventType"].encode(),
@@ -454,9 +458,78 @@ def test_an_unroutable_event_goes_to_the_dlq_and_the_rest_go_on(
     assert dead[0]["key"] is None
     assert dead[0]["headers"]["uuid"] == events[1]["uuid"].encode()
     assert dead[0]["headers"]["reason"] == b"group event without a UserGroup target id"
-    assert json.loads(dead[0]["value"]) == events[1]
+    assert json.loads(dead[0]["value"]) == slim(events[1])  # enough to see why, no names
     assert metric(client, 'scimflow_receiver_events_dead_lettered_total{reason="no_group_target"}')
     assert metric(client, "scimflow_receiver_events_produced_total") == 2
+
+
+def _client_event(event_type: str, targets: list[dict[str, Any]]) -> dict[str, Any]:
+    """An event with everything Okta puts in one that names people or their machines."""
+    e = event(event_type, targets)
+    e["actor"]["displayName"] = "Grace Hopper"
+    e["client"] = {
+        "ipAddress": "203.0.113.7",
+        "userAgent": {"rawUserAgent": "Mozilla/5.0", "os": "Mac OS X", "browser": "SAFARI"},
+        "geographicalContext": {"city": "Arlington", "country": "United States"},
+    }
+    e["request"] = {"ipChain": [{"ip": "203.0.113.7"}]}
+    e["displayMessage"] = "Update user profile for Okta"
+    e["debugContext"] = {"debugData": {"requestUri": "/api/v1/users/00uA"}}
+    return e
+
+
+PERSONAL = (
+    b"actor",
+    b"displayName",
+    b"alternateId",
+    b"login",
+    b"ipAddress",
+    b"203.0.113.7",
+    b"client",
+    b"Ada Lovelace",
+    b"Grace Hopper",
+    EMAIL.encode(),
+    b"admin@example.com",
+)
+
+
+def test_a_record_holds_only_ids_types_and_time_by_default(
+    client: TestClient, producer: FakeProducer
+) -> None:
+    events = [
+        _client_event("user.account.update_profile", [user_target("00uA")]),
+        _client_event("group.user_membership.add", [user_target("00uB"), group_target("00gC")]),
+        _client_event("group.user_membership.add", [user_target("00uD")]),  # dead letter
+    ]
+    events[0]["target"][0]["login"] = EMAIL
+    assert client.post(PATH, json=hook(events), headers=AUTH).status_code == 200
+    assert [m["topic"] for m in producer.stored] == [TOPIC, TOPIC, DLQ]
+    for msg, sent in zip(producer.stored, events, strict=True):
+        value = msg["value"]
+        for word in PERSONAL:
+            assert word not in value, (word, value)
+        assert json.loads(value) == {
+            "uuid": sent["uuid"],
+            "eventType": sent["eventType"],
+            "published": sent["published"],
+            "target": [{"id": t["id"], "type": t["type"]} for t in sent["target"]],
+        }
+        # the headers carry ids and types too, never a name
+        assert all(word not in b"".join(msg["headers"].values()) for word in PERSONAL)
+    # the stream routes the slim record as it would the whole event
+    for msg, sent in zip(producer.stored[:2], events, strict=False):
+        assert stream_route(decode(msg["value"])) == stream_route(sent)
+    assert producer.stored[2]["headers"]["reason"] == b"group event without a UserGroup target id"
+
+
+def test_whole_events_keeps_the_whole_logevent(producer: FakeProducer) -> None:
+    events = [_client_event("user.account.update_profile", [user_target("00uA")])]
+    with TestClient(make_app(producer, whole_events=True)) as c:
+        assert c.post(PATH, json=hook(events), headers=AUTH).status_code == 200
+    (msg,) = producer.stored
+    assert json.loads(msg["value"]) == events[0]
+    for word in (b"actor", b"Ada Lovelace", EMAIL.encode(), b"203.0.113.7"):
+        assert word in msg["value"]
 
 
 def test_an_empty_batch_is_accepted(client: TestClient, producer: FakeProducer) -> None:

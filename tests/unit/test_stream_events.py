@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from scimflow.stream.events import InvalidEvent, decode, route
+from scimflow.stream.events import InvalidEvent, decode, route, slim
 
 
 def ev(event_type: str, targets: list[dict[str, str]], **extra: object) -> dict[str, Any]:
@@ -70,3 +70,69 @@ def test_decode_refuses_what_is_not_an_event_object() -> None:
     ]:
         with pytest.raises(InvalidEvent, match=reason):
             decode(raw)
+
+
+# -- what goes to Kafka: the slim event ---------------------------------------------------
+def whole(event_type: str, targets: list[dict[str, str]]) -> dict[str, Any]:
+    """An event as Okta's System Log and Event Hooks give it: people named all over."""
+    event = ev(
+        event_type,
+        [],
+        version="0",
+        displayMessage="Update user profile",
+        actor={"id": "00uadmin", "type": "User", "alternateId": "admin@example.com"},
+        client={"ipAddress": "203.0.113.7", "userAgent": {"rawUserAgent": "curl"}},
+        outcome={"result": "SUCCESS"},
+        debugContext={"debugData": {"requestUri": "/api/v1/users"}},
+    )
+    event["target"] = [{**t, "displayName": "Some One", "detailEntry": {"x": "y"}} for t in targets]
+    return event
+
+
+ROUTABLE = [
+    ("user.account.update_profile", [USER]),
+    ("group.user_membership.add", [USER, GROUP]),
+    ("group.lifecycle.create", [GROUP]),
+    ("application.user_membership.add", [{"id": "0oa1", "type": "AppInstance"}, USER]),
+]
+
+
+@pytest.mark.parametrize(("event_type", "targets"), ROUTABLE)
+def test_slim_keeps_what_route_needs_and_route_reads_it_alike(
+    event_type: str, targets: list[dict[str, str]]
+) -> None:
+    event = whole(event_type, targets)
+    small = slim(event)
+    assert small == {
+        "uuid": "e-1",
+        "eventType": event_type,
+        "published": "2026-11-29T10:00:00.000Z",
+        "target": [{"id": t["id"], "type": t["type"]} for t in targets],
+    }
+    assert route(small) == route(event)
+    text = repr(small)
+    for gone in ("admin@example.com", "someone@example.com", "Some One", "203.0.113.7", "curl"):
+        assert gone not in text
+    assert slim(small) == small  # a slim event stays as it is
+    assert "actor" in event and "client" in event  # the caller's event is left whole
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (ev("group.user_membership.add", [USER]), "group event without a UserGroup target id"),
+        (ev("user.lifecycle.create", [{"id": "", "type": "User"}]), r"\(User\) has no id"),
+        (ev("user.lifecycle.create", [{"type": "User", "id": 7}]), r"\(User\) has no id"),  # type: ignore[dict-item]
+        ({"eventType": "x", "published": "t", "target": []}, "missing uuid"),
+        (ev("user.lifecycle.create", "nope"), "missing target list"),  # type: ignore[arg-type]
+        (ev("user.lifecycle.create", ["someone@example.com"]), r"target\[0\] is not an object"),  # type: ignore[list-item]
+    ],
+)
+def test_a_slim_event_is_refused_for_the_same_reason_and_keeps_no_value(
+    event: dict[str, Any], reason: str
+) -> None:
+    small = slim(event)
+    for e in (event, small):
+        with pytest.raises(InvalidEvent, match=reason):
+            route(e)
+    assert "someone@example.com" not in repr(small) and "nope" not in repr(small)

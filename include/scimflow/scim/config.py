@@ -37,6 +37,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from scimflow.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_RETENTION_HOURS",
     "OKTA_STATUSES",
     "BasicAuth",
     "BearerAuth",
@@ -52,6 +53,7 @@ __all__ = [
     "StateConfig",
     "TargetConfig",
     "load_config",
+    "retention_config",
 ]
 
 OktaStatus = Literal[
@@ -276,6 +278,16 @@ class TargetConfig(_Model):
     mapping: MappingConfig = MappingConfig()
 
 
+# Kafka's own default (what retention drops: a backfill of okta_catchup re-publishes it
+# while Okta's System Log keeps it, and the daily resync repairs the state)
+DEFAULT_RETENTION_HOURS = 168
+
+
+def retention_config(hours: int) -> dict[str, str]:
+    """A topic's ``retention.ms`` for ``hours``."""
+    return {"retention.ms": str(hours * 3_600_000)}
+
+
 class KafkaConfig(_Model):
     """The Kafka cluster that carries Okta's change events.
 
@@ -283,6 +295,13 @@ class KafkaConfig(_Model):
     routed go to the dead-letter topic with their reason. Topics are created idempotently
     with ``partitions`` partitions. ``group`` is the consumer group of the ``okta_events``
     DAG; ``batch_max`` bounds one micro-batch.
+
+    A record holds only what the stream needs (the event's uuid, type and time, and the
+    id and type of each target: :func:`scimflow.stream.events.slim`) unless
+    ``whole_events`` keeps the whole LogEvent (actor, names, logins, client IP).
+    ``retention_hours`` is both topics' ``retention.ms``, set when scimflow creates them
+    and again on every receiver start: it bounds how long an event can wait for a run,
+    and how long its ids stay on the broker.
     """
 
     bootstrap_servers: str = Field(min_length=1)
@@ -291,6 +310,13 @@ class KafkaConfig(_Model):
     partitions: int = Field(default=3, ge=1, le=1000)
     group: str = Field(default="scimflow-okta-events", min_length=1)
     batch_max: int = Field(default=5000, ge=1)
+    whole_events: bool = False
+    retention_hours: int = Field(default=DEFAULT_RETENTION_HOURS, ge=1, le=24 * 366)
+
+    @property
+    def topic_config(self) -> dict[str, str]:
+        """The topic-level settings scimflow sets on both topics."""
+        return retention_config(self.retention_hours)
 
 
 class ReceiverConfig(_Model):

@@ -14,8 +14,10 @@ import subprocess
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from scimflow.errors import ServiceError
+from scimflow.scim.config import DEFAULT_RETENTION_HOURS, retention_config
 from scimflow.services.base import Service
 
 __all__ = ["EVENTS_DLQ_TOPIC", "EVENTS_TOPIC", "KafkaBroker", "ensure_topics", "port_open"]
@@ -196,35 +198,84 @@ class KafkaBroker(Service):
         return True, f"{len(meta.topics)} topics"
 
     def after_start(self) -> None:
+        # the receiver's start sets the configured retention (kafka.retention_hours)
         ensure_topics(
             self.address,
             {EVENTS_TOPIC: self.settings.kafka_partitions, EVENTS_DLQ_TOPIC: 1},
+            config=retention_config(DEFAULT_RETENTION_HOURS),
         )
 
 
-def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, timeout: float = 30.0) -> list[str]:
+def ensure_topics(
+    bootstrap: str,
+    topics: Mapping[str, int],
+    *,
+    config: Mapping[str, str] | None = None,
+    update_existing: bool = False,
+    timeout: float = 30.0,
+) -> list[str]:
     """Create the topics that do not exist yet (name → partitions); return those created.
 
-    Idempotent: a topic that already exists is left as it is, whatever its partitions.
+    Idempotent: a topic that already exists keeps its partitions. ``config`` holds
+    topic-level settings (``retention.ms``) given to the topics created, and, with
+    ``update_existing``, set on the existing ones too (only those entries: the rest of
+    their configuration is left as it is).
     """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     existing = set(admin.list_topics(timeout=timeout).topics)
+    settings = dict(config or {})
     wanted = [
-        NewTopic(name, num_partitions=parts, replication_factor=1)
+        NewTopic(name, num_partitions=parts, replication_factor=1, config=settings)
         for name, parts in topics.items()
         if name not in existing
     ]
-    if not wanted:
-        return []
     created = []
-    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+    if wanted:
+        for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+            try:
+                future.result(timeout=timeout)
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise ServiceError("kafka", f"cannot create topic {name}: {exc}") from exc
+    if settings and update_existing:
+        _set_topic_config(admin, [t for t in topics if t not in created], settings, timeout)
+    return created
+
+
+def _set_topic_config(
+    admin: Any, topics: list[str], settings: Mapping[str, str], timeout: float
+) -> None:
+    """Set ``settings`` on each of ``topics`` (an incremental alter: nothing else changes)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    if not topics:
+        return
+    resources = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in settings.items()
+            ],
+        )
+        for name in topics
+    ]
+    futures = admin.incremental_alter_configs(resources, request_timeout=timeout)
+    for resource, future in futures.items():
         try:
             future.result(timeout=timeout)
-            created.append(name)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise ServiceError("kafka", f"cannot create topic {name}: {exc}") from exc
-    return created
+            raise ServiceError(
+                "kafka", f"cannot set {', '.join(settings)} on topic {resource.name}: {exc}"
+            ) from exc

@@ -4,11 +4,18 @@ An event is a doorbell: it names what changed (its ``target`` list), never the n
 values. scimflow keys each event by the entity it concerns (the group for ``group.*``
 events, the user otherwise), so that Kafka keeps one entity's events in order, and
 hydrates every User and UserGroup the event names.
+
+:func:`slim` keeps of an event only what :func:`route` reads (uuid, type, time, and
+the id and type of each target): what scimflow writes to Kafka unless the configuration
+asks for whole events (``kafka.whole_events``). The rest of a LogEvent (the actor, the
+targets' display names and logins, the client's IP address and user agent) names
+people and is not needed: the stream reads each entity's current state from Okta.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +25,7 @@ __all__ = [
     "InvalidEvent",
     "decode",
     "route",
+    "slim",
 ]
 
 # The event types that can change what a SCIM target should hold (Okta's Event Hook
@@ -104,6 +112,33 @@ def route(event: Any) -> Change:
         user_ids=tuple(dict.fromkeys(users)),
         group_ids=tuple(dict.fromkeys(groups)),
     )
+
+
+SLIM_FIELDS = ("uuid", "eventType", "published")
+SLIM_TARGET_FIELDS = ("id", "type")
+
+
+def slim(event: Mapping[str, Any]) -> dict[str, Any]:
+    """``event`` reduced to what :func:`route` needs: ``uuid``, ``eventType``,
+    ``published`` and ``target: [{id, type}]``, nothing else.
+
+    Only string values are copied (a field missing, or not a string, is left out, and
+    :func:`route` refuses the slim event for the same reason as the whole one); a
+    target that is not an object, or a ``target`` that is not a list, becomes ``null``
+    (:func:`route` still refuses it, and no value of it is kept).
+    """
+    out: dict[str, Any] = {k: event[k] for k in SLIM_FIELDS if isinstance(event.get(k), str)}
+    targets = event.get("target")
+    if isinstance(targets, list):
+        out["target"] = [
+            {k: t[k] for k in SLIM_TARGET_FIELDS if isinstance(t.get(k), str)}
+            if isinstance(t, Mapping)
+            else None
+            for t in targets
+        ]
+    elif "target" in event:
+        out["target"] = None
+    return out
 
 
 def decode(value: bytes | str | None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from tenacity import (
 )
 
 from scimflow.errors import ServiceError
-from scimflow.stream.events import Change, InvalidEvent, decode, route
+from scimflow.stream.events import Change, InvalidEvent, decode, route, slim
 
 __all__ = ["Batch", "commit", "lag", "publish", "read_batch"]
 
@@ -254,16 +254,23 @@ def _dead_letter(kafka: Any, dead: Iterable[tuple[Any, Any, str]], timeout: floa
 
 
 def publish(kafka: Any, events: Iterable[Mapping[str, Any]], *, timeout: float = 30.0) -> int:
-    """Produce events to the topic keyed by their entity; return when all are stored."""
+    """Produce events to the topic keyed by their entity; return when all are stored.
+
+    Each record holds the event slimmed to what the stream needs
+    (:func:`~scimflow.stream.events.slim`), as the receiver writes it, unless
+    ``kafka.whole_events`` asks for the whole event.
+    """
     producer = _producer(kafka)
     callback, wait = _deliver(producer, f"publishing to {kafka.topic}", timeout)
+    whole = bool(kafka.whole_events)
     n = 0
     for event in events:
         change = route(event)
+        value = dict(event) if whole else slim(event)
         producer.produce(
             kafka.topic,
             key=change.entity_id.encode(),
-            value=json.dumps(event, separators=(",", ":")).encode(),
+            value=json.dumps(value, separators=(",", ":")).encode(),
             headers=[("uuid", change.uuid.encode()), ("eventType", change.event_type.encode())],
             on_delivery=callback,
         )
