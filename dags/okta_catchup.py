@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
-from scimflow.airflow.stream import OKTA_EVENTS
+from scimflow.airflow.stream import REARM
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -20,7 +20,9 @@ DOC = """
 
 Every hour, for its data interval, reads Okta's System Log and re-publishes to
 `okta.events` the provisioning events whose uuid the stream never processed (a lost
-Event Hook delivery, a receiver outage). `okta_events` then applies them like any other.
+Event Hook delivery, a receiver outage). `okta_events` then applies them like any other:
+a run that published something rings its doorbell; one that published nothing rings
+nothing.
 
 Catchup is on: after an outage, recover the window with a backfill, for example
 
@@ -62,17 +64,21 @@ default_args = {
     },
 )
 def okta_catchup() -> None:
-    @task(outlets=[OKTA_EVENTS])
+    @task(outlets=[REARM])
     def republish(**context: Unpack[Context]) -> dict[str, Any]:
+        from scimflow.airflow.stream import rearm
         from scimflow.airflow.tasks import data_interval
         from scimflow.resync import load_config
         from scimflow.stream.catchup import catch_up
 
         params = context["params"]
         since, until = data_interval(context)
-        return catch_up(
+        summary = catch_up(
             load_config(params["config_path"] or None), since, until, dry_run=params["dry_run"]
         )
+        # rings okta_events only when it published something
+        rearm(context["outlet_events"], summary["published"], why="published")
+        return summary
 
     republish()
 

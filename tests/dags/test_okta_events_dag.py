@@ -234,6 +234,9 @@ def test_catchup_republishes_what_the_hooks_dropped_and_the_stream_repairs_it(
         summary = xcom(result, "republish")
         assert summary["since"] == hour.strftime("%Y-%m-%dT%H:00:00.000Z")
         published += summary["published"]
+        # it rings okta_events only when it published something
+        expected_rings = [{"published": summary["published"]}] if summary["published"] else []
+        assert catchup_rings(result) == expected_rings
         hour += timedelta(hours=1)
     assert published == len(dropped)
     assert lag(world["kafka"]()) == len(dropped)
@@ -247,6 +250,32 @@ def test_catchup_republishes_what_the_hooks_dropped_and_the_stream_repairs_it(
         assert {k: (u["active"], u.get("title")) for k, u in got.items() if k in want} == want
     with StateStore(world["state"]) as store:
         assert store.unseen(e["uuid"] for e in dropped + delivered) == set()
+    # the next hour: nothing unseen, nothing published, no ring
+    again: DagRun = catchup.test(
+        logical_date=hour + timedelta(hours=1),
+        run_conf={"config_path": str(world["config"]), "dry_run": False},
+    )
+    assert xcom(again, "republish")["published"] == 0
+    assert catchup_rings(again) == []
+
+
+def catchup_rings(result: DagRun) -> list[dict[str, Any]]:
+    """The doorbell rings (asset events of okta_events) a catch-up run made."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from scimflow.airflow.stream import OKTA_EVENTS
+
+    with create_session() as session:
+        return [
+            dict(e.extra)
+            for e in session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(
+                AssetModel.uri == OKTA_EVENTS.uri,
+                AssetEvent.source_run_id == result.run_id,
+                AssetEvent.source_task_id == "republish",
+            )
+        ]
 
 
 def test_end_to_end_churn_hooks_receiver_kafka_dag(

@@ -135,11 +135,14 @@ OKTA_EVENTS = Asset(
 REARM = AssetAlias(name="okta_events_rearm")
 
 
-def rearm(outlet_events: OutletEventAccessorsProtocol, left: int) -> bool:
+def rearm(outlet_events: OutletEventAccessorsProtocol, left: int, *, why: str = "left") -> bool:
     """Ring the doorbell once more, through :data:`REARM`, when ``left`` events are on
     the topic after a run committed its batch: they may have arrived after the run read
-    the topic, with their rings passed over or attached to no run. Whether it rang."""
+    the topic, with their rings passed over or attached to no run. Whether it rang.
+
+    The System Log catch-up rings the same way, with ``why="published"``, only when it
+    published something: an empty catch-up run queues no empty ``okta_events`` run."""
     if left <= 0:
         return False
-    outlet_events[REARM].add(OKTA_EVENTS, extra={"left": left})
+    outlet_events[REARM].add(OKTA_EVENTS, extra={why: left})
     return True
