@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param, dag, task
@@ -29,15 +29,19 @@ Catchup is on: after an outage, recover the window with a backfill, for example
     airflow backfill create --dag-id okta_catchup \\
         --from-date 2026-11-28T00:00:00 --to-date 2026-11-28T06:00:00
 
-Okta keeps its System Log 90 days. The first interval is `SCIMFLOW_CATCHUP_START`
-(ISO date, read when the file is parsed; default 2026-11-29).
+Okta keeps its System Log 90 days. With `SCIMFLOW_CATCHUP_START` (an ISO date, read
+when the file is parsed), catchup is on from that hour: the scheduler runs every hour it
+missed. Without it, catchup is off, so that unpausing a new install runs the latest hour
+only instead of one run for every hour since a date in the past; missed hours are then
+recovered with a backfill.
 
 Params: `config_path` (default: `SCIMFLOW_CONFIG`), `dry_run` (count, publish nothing).
 """
 
-START = datetime.fromisoformat(
-    os.environ.get("SCIMFLOW_CATCHUP_START", "2026-11-29T00:00:00+00:00")
-)
+_START = os.environ.get("SCIMFLOW_CATCHUP_START")
+# catchup only from a start the operator chose: never a flood of runs on a new install
+CATCHUP = _START is not None
+START = datetime.fromisoformat(_START) if _START else datetime(2026, 11, 29, tzinfo=UTC)
 
 default_args = {
     "owner": "scimflow",
@@ -53,7 +57,7 @@ default_args = {
     # hourly data intervals [start, end): a plain "@hourly" has zero-length ones in Airflow 3
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=START,
-    catchup=True,
+    catchup=CATCHUP,
     max_active_runs=1,
     tags=["scimflow", "stream", "catch-up"],
     doc_md=DOC,
