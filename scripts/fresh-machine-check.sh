@@ -16,7 +16,7 @@
 # and prints each step's outcome and time. Every step's output is in the work folder's
 # logs/. Mounts are undone and the processes started inside are stopped on exit, also
 # after a failure or Ctrl-C; the root is removed after a pass (kept after a failure, or
-# always with --keep). Not part of `make test` or CI: it takes 15 to 30 minutes.
+# always with --keep). Not part of `make test` or CI: it takes minutes (7 to 8 here).
 #
 # Usage: scripts/fresh-machine-check.sh [--keep]      (as root, or through sudo)
 # Knobs: FRESH_CHECK_DIR (work folder), FRESH_CHECK_MIRROR (Debian mirror; default: the

@@ -2,11 +2,14 @@
 
 The demo runs ``okta_resync``: a full reconcile from the Okta emulator (seeded with
 2,000 users and 100 groups) to both SCIM targets, and reports what each target got.
-``okta_resync`` is ``@daily`` with catchup off, so unpausing it for the first time makes
-Airflow schedule the latest interval at once: :func:`run_resync` follows that scheduled
-run instead of triggering a second one (which would find nothing left to do), triggers
-a run only when none was due, and reports the run that wrote, naming it and how it
-came about. Then the real-time path: ``okta_events`` is unpaused, the emulator's churn driver
+``okta_resync`` is ``@daily`` (a cron trigger at midnight, catchup off): when its next
+run time has already passed as the demo unpauses it (a home whose Airflow parsed the DAG
+on an earlier day), unpausing makes Airflow create that scheduled run at once.
+:func:`run_resync` then follows that run instead of triggering a second one (which would
+find nothing left to do); otherwise (a fresh home: next run at the coming midnight) it
+triggers a run. It reports the run that wrote, naming it and how it came about.
+
+Then the real-time path: ``okta_events`` is unpaused, the emulator's churn driver
 changes the directory for a while, its Event Hooks go through the receiver to Kafka,
 the doorbell wakes ``okta_events``, and :func:`stream_phase` reports the end-to-end
 latency from each change to its SCIM write (from the audit log).
@@ -239,8 +242,9 @@ def run_resync(
 ) -> ResyncOutcome:
     """Unpause ``dag_id`` and get it run once; wait for every run made meanwhile.
 
-    If the DAG was paused and its next scheduled run is due (a ``@daily`` DAG unpaused
-    for the first time), unpausing makes Airflow create that run: the demo follows it,
+    If the DAG was paused and its next scheduled run is due (``next_dagrun_run_after``
+    passed: its DAG parsed on an earlier day), unpausing makes Airflow create that run,
+    at once; the demo follows it,
     up to ``scheduled_wait`` seconds after unpausing. Otherwise (already unpaused, or
     no interval due) it triggers a run. ``on_start(run_id, how)`` is told which.
     """
