@@ -143,8 +143,10 @@ def test_a_venv_without_pip_is_made_again_and_built(project: Path) -> None:
     assert [c for c in _calls(project) if not c.endswith("--version")] == []
 
 
-def test_a_python_without_venv_support_gets_it_from_debian(project: Path) -> None:
+@pytest.mark.parametrize("uid", [0, 1000], ids=["root", "user-with-sudo"])
+def test_a_python_without_venv_support_gets_it_from_debian(project: Path, uid: int) -> None:
     assert PYTHON is not None
+    _tool(project.parent / "bin", "id", f"echo {uid}\n")  # `id -u`: who bootstrap runs as
     # an interpreter that has no ensurepip, as Debian's python3 before python3.11-venv
     wrapper = project.parent / "bin" / "python3.11"
     wrapper.write_text(f'#!/bin/sh\ncase "$*" in *ensurepip*) exit 1;; esac\nexec {PYTHON} "$@"\n')
@@ -152,7 +154,10 @@ def test_a_python_without_venv_support_gets_it_from_debian(project: Path) -> Non
     done = _bootstrap(project)
     assert done.returncode == 0, done.stdout + done.stderr
     calls = _calls(project)
-    installs = [c for c in calls if "apt-get install" in c]
+    installs = [c for c in calls if c.startswith("apt-get") and " install " in c]
     assert len(installs) == 1, calls
     assert installs[0].endswith("python3.11-venv")
+    # as a user, both apt-get calls (update, install) go through sudo; as root, none
+    through_sudo = [c for c in calls if c.startswith("sudo ")]
+    assert len(through_sudo) == (2 if uid else 0), calls
     assert (project / ".venv" / ".scimflow-lock").exists()
