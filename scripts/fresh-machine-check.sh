@@ -241,7 +241,11 @@ choose_ports() {
     SCIMFLOW_SCIM_A_PORT:18081 SCIMFLOW_SCIM_B_PORT:18082 SCIMFLOW_AIRFLOW_PORT:8080; do
     var=${pair%%:*}
     port=${pair##*:}
-    if python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $port))" 2>/dev/null; then
+    # bound as the servers bind (SO_REUSEADDR): only a listener makes the port busy, not
+    # the TIME_WAIT connections a stack that just stopped leaves behind
+    if python3 -c "import socket; s=socket.socket(); \
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $port))" \
+      2>/dev/null; then
       continue
     fi
     port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
