@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scimflow.errors import ConfigError, ScimflowError
+from scimflow.errors import ScimflowError
 
 if TYPE_CHECKING:
     from scimflow.scim.config import ScimflowConfig, TargetConfig
@@ -94,16 +94,12 @@ def validate_snapshot(snapshot: Path, *, max_failed_share: float = 0.05) -> dict
 
 
 def target_config_of(config: ScimflowConfig, target_name: str) -> TargetConfig:
-    """The target called ``target_name``: a configuration error naming it if none is."""
-    try:
-        return config.target(target_name)
-    except KeyError:
-        raise ConfigError(
-            "configuration",
-            f"no target named {target_name!r} (targets: "
-            + ", ".join(t.name for t in config.targets)
-            + ")",
-        ) from None
+    """The target called ``target_name``: a configuration error naming it if none is (the
+    rule of :func:`scimflow.fanout.select_targets`)."""
+    from scimflow.fanout import select_targets
+
+    (name,) = select_targets(config, [target_name])
+    return config.target(name)
 
 
 def sync_from_snapshot(

@@ -397,3 +397,18 @@ def test_a_config_can_be_built_in_code() -> None:
     with pytest.raises(pydantic.ValidationError) as caught:
         ScimflowConfig.model_validate(data)
     assert caught.value.errors()[0]["loc"] == ("targets", 2, "name")
+
+
+def test_the_stream_needs_a_kafka_section_and_a_target_must_be_configured() -> None:
+    from scimflow.resync import target_config_of
+
+    config = ScimflowConfig.model_validate(minimal())
+    with pytest.raises(ConfigError, match="no kafka section"):
+        config.kafka_section()
+    with_kafka = ScimflowConfig.model_validate(
+        {**minimal(), "kafka": {"bootstrap_servers": "localhost:9092"}}
+    )
+    assert with_kafka.kafka_section() is with_kafka.kafka
+    assert target_config_of(config, "app-b").name == "app-b"
+    with pytest.raises(ConfigError, match=r"no targets named \['app-c'\]"):
+        target_config_of(config, "app-c")

@@ -377,6 +377,12 @@ class ScimflowConfig(_Model):
                 return target
         raise KeyError(name)
 
+    def kafka_section(self) -> KafkaConfig:
+        """The ``kafka`` section, which the stream needs: a ConfigError if it has none."""
+        if self.kafka is None:
+            raise ConfigError("configuration", "the configuration has no kafka section")
+        return self.kafka
+
 
 # -- loading ------------------------------------------------------------------------------
 class _Loader(yaml.SafeLoader):

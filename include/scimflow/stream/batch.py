@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scimflow.errors import ScimflowError, TargetUnavailableError
+from scimflow.errors import TargetUnavailableError
 from scimflow.state.store import ParkKind
 from scimflow.stream.events import Change
 
@@ -287,11 +287,10 @@ def finish(config: ScimflowConfig, run_dir: Path) -> dict[str, Any]:
     from scimflow.stream.kafka import commit
 
     changes, offsets = load_changes(run_dir)
-    if config.kafka is None:
-        raise ScimflowError("the configuration has no kafka section")
+    kafka = config.kafka_section()
     with open_store(config) as store:
         store.mark_seen((c.uuid, _parse_time(c.published)) for c in changes)
-    commit(config.kafka, offsets)
+    commit(kafka, offsets)
     return {"events": len(changes), "offsets": {str(p): o for p, o in offsets.items()}}
 
 

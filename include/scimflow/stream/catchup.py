@@ -47,8 +47,7 @@ def catch_up(
     from scimflow.runtime import open_store
     from scimflow.stream.kafka import publish
 
-    if config.kafka is None:
-        raise ScimflowError("the configuration has no kafka section")
+    kafka = config.kafka_section()
     if until <= since:
         raise ScimflowError(f"empty window: until {until} is not after since {since}")
     t0 = time.monotonic()
@@ -72,7 +71,7 @@ def catch_up(
         unseen = st.unseen(e["uuid"] for e in routable)
         pruned = 0 if dry_run else st.prune_seen(datetime.now(UTC) - SEEN_RETENTION)
     missing = [e for e in routable if e["uuid"] in unseen]
-    published = 0 if dry_run else publish(config.kafka, missing)
+    published = 0 if dry_run else publish(kafka, missing)
     return {
         "since": _utc_text(since),
         "until": _utc_text(until),

@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scimflow.errors import ScimflowError
-
 if TYPE_CHECKING:
-    from scimflow.scim.config import KafkaConfig, ScimflowConfig
+    from scimflow.scim.config import ScimflowConfig
 
 __all__ = ["CommitResult", "ConsumeResult", "commit_batch", "consume_batch"]
 
@@ -63,12 +61,6 @@ class CommitResult:
         return {**self.finished, "left": self.left, "targets": [dict(a) for a in applied]}
 
 
-def _kafka(config: ScimflowConfig) -> KafkaConfig:
-    if config.kafka is None:
-        raise ScimflowError("the configuration has no kafka section")
-    return config.kafka
-
-
 def consume_batch(
     config: ScimflowConfig, run_dir: Path, *, max_events: int | None = None
 ) -> ConsumeResult:
@@ -80,7 +72,7 @@ def consume_batch(
     from scimflow.stream.batch import hydrate, save_changes
     from scimflow.stream.kafka import read_batch
 
-    batch = read_batch(_kafka(config), max_events=max_events)
+    batch = read_batch(config.kafka_section(), max_events=max_events)
     save_changes(run_dir, batch.changes, batch.offsets)
     if not batch.changes:
         return ConsumeResult(
@@ -109,6 +101,6 @@ def commit_batch(config: ScimflowConfig, run_dir: Path) -> CommitResult:
     from scimflow.stream.batch import finish
     from scimflow.stream.kafka import lag
 
-    kafka = _kafka(config)
+    kafka = config.kafka_section()
     finished = finish(config, run_dir)
     return CommitResult(finished=finished, left=lag(kafka))
